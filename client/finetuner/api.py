@@ -1,0 +1,121 @@
+"""Finetuner's API: login, fit, runs, and local get_model / encode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetuner.data import to_wire_docs
+from finetuner.errors import ConnectionFailedError, NotLoggedInError
+from finetuner.run import Run
+from finetuner.transport import Transport
+from finetuner_core.config import FitConfig, parse_fit_config
+from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, list_backbones
+from finetuner_core.models.text import TextEmbeddingModel
+
+HOST_VARIABLE = "FINETUNER_HOST"
+TOKEN_VARIABLE = "FINETUNER_TOKEN"
+UNSET: Any = object()
+_session: dict[str, Transport] = {}
+
+
+def login(host: str | None = None, token: str | None = None, timeout_s: float = 10.0) -> None:
+    """Connect to a Flow at ``host`` (``grpc://HOST:PORT``; default: $FINETUNER_HOST) and check it answers."""
+    host = host or os.environ.get(HOST_VARIABLE)
+    if not host:
+        raise NotLoggedInError(f"no Flow address: pass finetuner.login(host='grpc://HOST:PORT') or set {HOST_VARIABLE}")
+    transport = Transport(host, token or os.environ.get(TOKEN_VARIABLE))
+    if not transport.is_ready(timeout_s):
+        raise ConnectionFailedError(f"no Flow answers at {host}; start one with `jina flow --uses flow.yml`")
+    _session["transport"] = transport
+
+
+def _transport() -> Transport:
+    if "transport" not in _session:
+        if os.environ.get(HOST_VARIABLE):
+            login()
+        else:
+            raise NotLoggedInError(f"call finetuner.login(host=...) first, or set {HOST_VARIABLE}")
+    return _session["transport"]
+
+
+def fit(
+    model: str = DEFAULT_TEXT_MODEL,
+    train_data: Any = None,
+    eval_data: Any = None,
+    *,
+    loss: str = UNSET,
+    epochs: int = UNSET,
+    batch_size: int = UNSET,
+    learning_rate: float = UNSET,
+    num_items_per_class: int = UNSET,
+    **options: Any,
+) -> Run:
+    """Start a fine-tuning run and return it at once; training goes on in the Flow.
+
+    ``train_data`` / ``eval_data``: a CSV file path (``text,label`` rows), a DocList whose documents have
+    ``text`` and ``finetuner_label`` (or ``tags["finetuner_label"]``), or a list of ``(text, label)``.
+    Any other :class:`FitConfig` field (``loss_options``, ``miner``, ``optimizer``, ``max_steps``, ``device``,
+    ``csv_options``, ``eval_ks`` ...) can be passed by name; unset fields keep their defaults.
+    """
+    if train_data is None:
+        raise ValueError("train_data is required")
+    named = dict(loss=loss, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                 num_items_per_class=num_items_per_class)
+    config = parse_fit_config({"model": model, **{k: v for k, v in named.items() if v is not UNSET}, **options})
+    docs = to_wire_docs(train_data, "train") + to_wire_docs(eval_data, "eval")
+    answer = _transport().result("/fit", docs, config=config.model_dump(mode="json"))
+    return Run(_transport(), answer["run_id"], config.run_name)
+
+
+def get_run(run_id: str) -> Run:
+    run = Run(_transport(), run_id)
+    run.info()
+    return run
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """Every run of the Flow's workspace, oldest first, with its status."""
+    return _transport().result("/runs/list")["runs"]
+
+
+def evaluate(eval_data: Any, model: str | None = None, run_id: str | None = None, **options: Any) -> dict:
+    """Retrieval metrics of ``model`` (or of run ``run_id``'s artifact) on labeled ``eval_data``, in the Flow."""
+    config = parse_fit_config({"model": model or DEFAULT_TEXT_MODEL, **options})
+    parameters = {"config": config.model_dump(mode="json"), "model": model, "run_id": run_id}
+    return _transport().result("/evaluate", to_wire_docs(eval_data, "eval"), **parameters)["metrics"]
+
+
+def get_model(artifact: str | Path, device: str = "cpu") -> TextEmbeddingModel:
+    """Load a saved artifact folder (or a registered backbone name) for local use, offline."""
+    return TextEmbeddingModel.load(str(artifact), device)
+
+
+def encode(model: TextEmbeddingModel, data: Any, batch_size: int = 128) -> Any:
+    """Embed ``data`` locally. A list of strings gives an array ``# (n, dim)``; a DocList gets ``.embedding``
+    set on each document (when its schema has that field) and is returned."""
+    if isinstance(data, (list, tuple)) and all(isinstance(item, str) for item in data):
+        return model.encode(list(data), batch_size)
+    embeddings = model.encode([doc.text for doc in data], batch_size)
+    for doc, embedding in zip(data, embeddings, strict=True):
+        if "embedding" in type(doc).model_fields:
+            doc.embedding = embedding
+    return data if len(data) else np.zeros((0, model.dim), np.float32)
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """The registered backbones: name, family, modality, output dim, where the weights come from."""
+    rows = [
+        {"name": s.name, "family": s.family, "modality": s.modality, "output_dim": s.output_dim, "weights": s.weights}
+        for s in list_backbones()
+    ]
+    for row in rows:
+        print(f"{row['name']:<24} {row['family']:<22} {row['modality']:<6} {row['output_dim']:>5}  {row['weights']}")
+    return rows
+
+
+__all__ = ["FitConfig", "Run", "describe_models", "encode", "evaluate", "fit", "get_model", "get_run",
+           "list_runs", "login"]

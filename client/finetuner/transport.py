@@ -1,0 +1,69 @@
+"""The only module of the client that speaks to the Flow (jina's gRPC client)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+from docarray import DocList
+from jina import Client
+
+from finetuner.errors import ConnectionFailedError, ServerError
+from finetuner_core.wire import FinetunerDoc, read_result
+
+os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
+
+
+def parse_host(host: str) -> tuple[str, int]:
+    """``grpc://127.0.0.1:54321``, ``127.0.0.1:54321`` -> (``127.0.0.1``, 54321)."""
+    parsed = urlparse(host if "://" in host else f"grpc://{host}")
+    if parsed.scheme != "grpc" or not parsed.hostname or not parsed.port:
+        raise ValueError(f"host must look like grpc://HOST:PORT, got {host!r}")
+    return parsed.hostname, parsed.port
+
+
+class Transport:
+    """Posts requests to a Flow over gRPC and turns refused requests into :class:`ServerError`."""
+
+    def __init__(self, host: str, token: str | None = None):
+        self.host = host
+        self.token = token
+        address, port = parse_host(host)
+        self._client = Client(host=address, port=port, protocol="grpc")
+
+    def is_ready(self, timeout_s: float = 5.0) -> bool:
+        return bool(self._client.is_flow_ready(timeout=timeout_s))
+
+    def post(self, endpoint: str, docs: list[FinetunerDoc] | None = None, **parameters: Any) -> DocList[FinetunerDoc]:
+        """Send ``docs`` (in one request) with ``parameters``; return the answer's documents."""
+        docs = DocList[FinetunerDoc](docs or [])
+        if self.token is not None:
+            parameters["token"] = self.token
+        try:
+            responses = self._client.post(
+                endpoint,
+                inputs=docs,
+                parameters=parameters,
+                request_size=max(1, len(docs)),
+                return_type=DocList[FinetunerDoc],
+                return_responses=True,
+                continue_on_error=True,
+            )
+        except ConnectionError as exc:
+            raise ConnectionFailedError(f"cannot reach the Flow at {self.host}: {exc}") from None
+        for response in responses:
+            _raise_for_status(response)
+        return DocList[FinetunerDoc]([doc for response in responses for doc in response.docs])
+
+    def result(self, endpoint: str, docs: list[FinetunerDoc] | None = None, **parameters: Any) -> dict[str, Any]:
+        """The JSON payload of the answer to ``endpoint``."""
+        return read_result(self.post(endpoint, docs, **parameters))
+
+
+def _raise_for_status(response) -> None:
+    status = response.header.status
+    if status.code == status.ERROR:
+        exception = status.exception
+        message = exception.args[0] if exception.args else status.description
+        raise ServerError(message, executor=exception.executor, kind=exception.name)

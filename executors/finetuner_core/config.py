@@ -1,0 +1,113 @@
+"""The fit configuration: typed, with defaults and help, validated where it enters (client, validator, trainer)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from finetuner_core.data.csv_reader import CSVOptions
+from finetuner_core.evaluation.evaluate import DEFAULT_KS
+from finetuner_core.models.registry import DEFAULT_TEXT_MODEL
+from finetuner_core.training import losses
+from finetuner_core.training.samplers import SAMPLERS
+
+
+def optimizer_names() -> list[str]:
+    """Every optimizer class in ``torch.optim``."""
+    return sorted(
+        name
+        for name, value in vars(torch.optim).items()
+        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer
+    )
+
+
+class ConfigError(ValueError):
+    """A fit configuration was refused; the message names each field and the reason."""
+
+
+class FitConfig(BaseModel):
+    """Everything a run needs besides its data. The defaults are the recipe described in the README."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field(DEFAULT_TEXT_MODEL, description="registered backbone name or local model folder")
+    loss: str = Field("TripletMarginLoss", description="loss name, see finetuner_core.training.losses.LOSSES")
+    loss_options: dict[str, Any] = Field(default_factory=dict, description="options of the loss (margin ...)")
+    miner: str | None = Field("TripletMarginMiner", description="miner for losses that use one, or None")
+    miner_options: dict[str, Any] = Field(default_factory=dict, description="options of the miner")
+    sampler: str = Field("class", description="how batches are drawn: class | random")
+    optimizer: str = Field("AdamW", description="any torch.optim optimizer by name")
+    optimizer_options: dict[str, Any] = Field(default_factory=dict, description="extra optimizer arguments")
+    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
+    epochs: int = Field(1, ge=1, description="passes over the training data")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (None: epochs decide)")
+    batch_size: int = Field(64, ge=2, description="items per batch")
+    num_items_per_class: int = Field(4, ge=2, description="items of each class in a batch (class sampler)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+    seed: int = Field(42, description="seed of the sampler and of torch")
+    eval_ks: list[int] = Field(list(DEFAULT_KS), min_length=1, description="cut-offs k of the metrics")
+    log_every: int = Field(10, ge=1, description="log the loss every N steps")
+    csv_options: CSVOptions = Field(default_factory=CSVOptions, description="how CSV files are read")
+    run_name: str | None = Field(None, max_length=200, description="a name for the run")
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        return _known(value, losses.LOSSES, "loss")
+
+    @field_validator("miner")
+    @classmethod
+    def _known_miner(cls, value: str | None) -> str | None:
+        return None if value is None else _known(value, losses.MINERS, "miner")
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        return _known(value, SAMPLERS, "sampler")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        return _known(value, optimizer_names(), "optimizer")
+
+    @field_validator("eval_ks")
+    @classmethod
+    def _positive_ks(cls, value: list[int]) -> list[int]:
+        if any(k < 1 for k in value):
+            raise ValueError(f"every k must be >= 1, got {value}")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FitConfig:
+        if self.sampler == "class" and self.batch_size % self.num_items_per_class:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of num_items_per_class "
+                f"({self.num_items_per_class}) with the class sampler"
+            )
+        losses.build(losses.LOSSES, self.loss, self.loss_options)
+        if self.miner is not None:
+            losses.build(losses.MINERS, self.miner, self.miner_options)
+        return self
+
+    @property
+    def uses_miner(self) -> bool:
+        return self.miner is not None and losses.LOSSES[self.loss].uses_miner
+
+
+def _known(value: str, allowed, what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
+def parse_fit_config(parameters: dict[str, Any]) -> FitConfig:
+    """Validate ``parameters`` into a :class:`FitConfig`, or raise :class:`ConfigError` naming each field."""
+    try:
+        return FitConfig.model_validate(parameters)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid fit configuration:\n" + "\n".join(lines)) from None
+

@@ -1,0 +1,54 @@
+"""Checks a labeled data set as a whole before anything of it is stored.
+
+Each check adds :class:`Problem` s; :func:`validate_labeled` raises one :class:`DataError` with all of them,
+so a data set is accepted entirely or not at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from finetuner_core.data.errors import DataError, Problem
+from finetuner_core.data.records import LabeledText
+
+
+def validate_labeled(records: list[LabeledText], dataset: str, min_items_per_class: int = 2) -> None:
+    """Refuse ``records`` unless every text and label is present and the classes can form triplets.
+
+    ``min_items_per_class`` is what the sampler needs: an anchor needs a positive of its own class.
+    """
+    if not records:
+        raise DataError(dataset, [Problem(dataset, "the data set is empty")])
+    problems = [p for index, record in enumerate(records) for p in _record_problems(record, index)]
+    if not problems:
+        problems = _class_problems(records, dataset, min_items_per_class)
+    if problems:
+        raise DataError(dataset, problems)
+
+
+def _record_problems(record: LabeledText, index: int) -> list[Problem]:
+    where = record.source or f"item {index}"
+    problems = []
+    if record.text is None or not str(record.text).strip():
+        problems.append(Problem(where, "text is empty or whitespace"))
+    if record.label is None or not str(record.label).strip():
+        problems.append(Problem(where, "label is missing"))
+    return problems
+
+
+def _class_problems(records: list[LabeledText], dataset: str, min_items_per_class: int) -> list[Problem]:
+    counts = Counter(record.label for record in records)
+    if len(counts) < 2:
+        only = next(iter(counts))
+        reason = f"needs at least 2 classes to build negatives, found 1 ({only!r})"
+        return [Problem(dataset, reason)]
+    small = {label for label, count in counts.items() if count < min_items_per_class}
+    return [
+        Problem(
+            record.source or f"item {index}",
+            f"class {record.label!r} has {counts[record.label]} item(s); "
+            f"the sampler needs at least {min_items_per_class} per class",
+        )
+        for index, record in enumerate(records)
+        if record.label in small
+    ]

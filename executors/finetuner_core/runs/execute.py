@@ -1,0 +1,60 @@
+"""One run from start to end: load the model, evaluate, train, evaluate again, save the artifact."""
+
+from __future__ import annotations
+
+import logging
+
+from finetuner_core.evaluation.evaluate import evaluate_labeled
+from finetuner_core.models.text import TextEmbeddingModel
+from finetuner_core.runs.artifact import write_manifest
+from finetuner_core.runs.store import RunStatus, RunStore
+from finetuner_core.training.callbacks import LoggingCallback, StopCallback
+from finetuner_core.training.loop import train
+
+logger = logging.getLogger(__name__)
+
+
+def execute_run(store: RunStore, run_id: str, should_stop=lambda: False) -> None:
+    """Run ``run_id`` to a final status. Never raises: a failure is recorded as FAILED with its reason."""
+
+    def log(message: str) -> None:
+        logger.info("run %s: %s", run_id, message)
+        store.log(run_id, message)
+
+    try:
+        store.set_status(run_id, RunStatus.STARTED)
+        _execute(store, run_id, log, should_stop)
+    except Exception as exc:  # the run fails, the trainer lives on
+        logger.exception("run %s failed", run_id)
+        log(f"failed: {type(exc).__name__}: {exc}")
+        store.set_status(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+
+
+def _execute(store: RunStore, run_id: str, log, should_stop) -> None:
+    config = store.config(run_id)
+    train_data, eval_data = store.data(run_id, "train"), store.data(run_id, "eval")
+    log(f"loading model {config.model!r} on device {config.device!r}")
+    model = TextEmbeddingModel.load(config.model, config.device)
+    log(f"model on {model.device}, {model.dim}-d embeddings; {len(train_data)} training items")
+    ks = tuple(config.eval_ks)
+    if eval_data:
+        _evaluate(store, run_id, "before", model, eval_data, ks, log)
+    state = train(model, train_data, config, [LoggingCallback(log, config.log_every), StopCallback(should_stop)])
+    if state.stop:
+        log("cancelled")
+        store.set_status(run_id, RunStatus.CANCELLED)
+        return
+    if eval_data:
+        _evaluate(store, run_id, "after", model, eval_data, ks, log)
+    model.save(store.artifact_dir(run_id))
+    files = write_manifest(store.artifact_dir(run_id))
+    log(f"model saved: {len(files)} files, {sum(f['size'] for f in files) / 1e6:.1f} MB")
+    store.set_status(run_id, RunStatus.FINISHED)
+
+
+def _evaluate(store, run_id, stage, model, eval_data, ks, log) -> None:
+    log(f"evaluating ({stage}) on {len(eval_data)} items")
+    metrics = evaluate_labeled(model, eval_data, ks)
+    store.set_metrics(run_id, stage, metrics)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("precision@1", "mrr@")))
+    log(f"metrics {stage}: {shown}")

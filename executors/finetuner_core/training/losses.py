@@ -1,0 +1,90 @@
+"""Losses and miners, by name, wrapping pytorch-metric-learning.
+
+Every loss takes L2-normalised embeddings ``# (batch, dim)`` and integer class ids ``# (batch,)``, and
+measures with cosine similarity. Options are checked against each entry's defaults, so a typo names the
+options that exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pytorch_metric_learning import distances, losses, miners
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: how to build it, its options with defaults, and whether a miner feeds it."""
+
+    name: str
+    build: Callable[..., torch.nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    uses_miner: bool = False
+    description: str = ""
+
+
+def _cosine() -> distances.CosineSimilarity:
+    return distances.CosineSimilarity()
+
+
+LOSSES: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in [
+        LossSpec(
+            "TripletMarginLoss",
+            lambda margin, triplets_per_anchor: losses.TripletMarginLoss(
+                margin=margin, triplets_per_anchor=triplets_per_anchor, distance=_cosine()
+            ),
+            {"margin": 0.1, "triplets_per_anchor": "all"},
+            uses_miner=True,
+            description="(anchor, positive, negative) triplets from labels; cosine margin",
+        ),
+        LossSpec(
+            "InfoNCELoss",
+            lambda temperature: losses.NTXentLoss(temperature=temperature, distance=_cosine()),
+            {"temperature": 0.05},
+            description="in-batch negatives (multiple-negatives ranking); every same-label item is a positive",
+        ),
+        LossSpec(
+            "SupConLoss",
+            lambda temperature: losses.SupConLoss(temperature=temperature, distance=_cosine()),
+            {"temperature": 0.1},
+            description="supervised contrastive loss over all same-label pairs in the batch",
+        ),
+    ]
+}
+
+MINERS: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in [
+        LossSpec(
+            "TripletMarginMiner",
+            lambda margin, type_of_triplets: miners.TripletMarginMiner(
+                margin=margin, type_of_triplets=type_of_triplets, distance=_cosine()
+            ),
+            {"margin": 0.1, "type_of_triplets": "semihard"},
+            description="triplets violating the margin: type_of_triplets = all | hard | semihard | easy",
+        ),
+        LossSpec(
+            "BatchHardMiner",
+            lambda: miners.BatchHardMiner(distance=_cosine()),
+            {},
+            description="for each anchor, its hardest positive and hardest negative in the batch",
+        ),
+    ]
+}
+
+
+def build(registry: dict[str, LossSpec], name: str, options: dict[str, Any] | None) -> torch.nn.Module:
+    """Build entry ``name`` of ``registry`` with ``options`` over its defaults."""
+    if name not in registry:
+        raise ValueError(f"unknown name {name!r}; allowed: {', '.join(registry)}")
+    spec = registry[name]
+    unknown = set(options or {}) - set(spec.defaults)
+    if unknown:
+        allowed = ", ".join(spec.defaults) or "none"
+        raise ValueError(f"{name} has no option(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
+    return spec.build(**{**spec.defaults, **(options or {})})
