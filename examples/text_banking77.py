@@ -24,9 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("FINETUNER_DATA_DIR"),
-                        help="folder holding banking77/ (default: $FINETUNER_DATA_DIR)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("FINETUNER_DATA_DIR"),
+        help="folder holding banking77/ (default: $FINETUNER_DATA_DIR)",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("FINETUNER_PORT", 54321)))
     parser.add_argument("--train-size", type=int, default=3200, help="training rows drawn from train.csv")
     parser.add_argument("--eval-size", type=int, default=0, help="test rows to evaluate on (0: all 3,080)")
@@ -52,7 +57,11 @@ def write_slice(source: Path, target: Path, size: int, seed: int) -> Path:
             by_class.setdefault(row[1], []).append(row)
         per_class = max(2, size // len(by_class))
         rng = random.Random(seed)
-        body = [row for label in sorted(by_class) for row in rng.sample(by_class[label], min(per_class, len(by_class[label])))]
+        body = [
+            row
+            for label in sorted(by_class)
+            for row in rng.sample(by_class[label], min(per_class, len(by_class[label])))
+        ]
         rng.shuffle(body)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "w", newline="", encoding="utf-8") as file:

@@ -26,7 +26,9 @@ def login(host: str | None = None, token: str | None = None, timeout_s: float = 
     """Connect to a Flow at ``host`` (``grpc://HOST:PORT``; default: $FINETUNER_HOST) and check it answers."""
     host = host or os.environ.get(HOST_VARIABLE)
     if not host:
-        raise NotLoggedInError(f"no Flow address: pass finetuner.login(host='grpc://HOST:PORT') or set {HOST_VARIABLE}")
+        raise NotLoggedInError(
+            f"no Flow address: pass finetuner.login(host='grpc://HOST:PORT') or set {HOST_VARIABLE}"
+        )
     transport = Transport(host, token or os.environ.get(TOKEN_VARIABLE))
     if not transport.is_ready(timeout_s):
         raise ConnectionFailedError(f"no Flow answers at {host}; start one with `jina flow --uses flow.yml`")
@@ -63,9 +65,16 @@ def fit(
     """
     if train_data is None:
         raise ValueError("train_data is required")
-    named = dict(loss=loss, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                 num_items_per_class=num_items_per_class)
-    config = parse_fit_config({"model": model, **{k: v for k, v in named.items() if v is not UNSET}, **options})
+    named = dict(
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        num_items_per_class=num_items_per_class,
+    )
+    config = parse_fit_config(
+        {"model": model, **{k: v for k, v in named.items() if v is not UNSET}, **options}
+    )
     docs = to_wire_docs(train_data, "train") + to_wire_docs(eval_data, "eval")
     answer = _transport().result("/fit", docs, config=config.model_dump(mode="json"))
     return Run(_transport(), answer["run_id"], config.run_name)
@@ -83,7 +92,7 @@ def list_runs() -> list[dict[str, Any]]:
 
 
 def evaluate(eval_data: Any, model: str | None = None, run_id: str | None = None, **options: Any) -> dict:
-    """Retrieval metrics of ``model`` (or of run ``run_id``'s artifact) on labeled ``eval_data``, in the Flow."""
+    """Retrieval metrics of ``model`` (or of run ``run_id``'s artifact) on labeled ``eval_data``."""
     config = parse_fit_config({"model": model or DEFAULT_TEXT_MODEL, **options})
     parameters = {"config": config.model_dump(mode="json"), "model": model, "run_id": run_id}
     return _transport().result("/evaluate", to_wire_docs(eval_data, "eval"), **parameters)["metrics"]
@@ -109,13 +118,32 @@ def encode(model: TextEmbeddingModel, data: Any, batch_size: int = 128) -> Any:
 def describe_models() -> list[dict[str, Any]]:
     """The registered backbones: name, family, modality, output dim, where the weights come from."""
     rows = [
-        {"name": s.name, "family": s.family, "modality": s.modality, "output_dim": s.output_dim, "weights": s.weights}
+        {
+            "name": s.name,
+            "family": s.family,
+            "modality": s.modality,
+            "output_dim": s.output_dim,
+            "weights": s.weights,
+        }
         for s in list_backbones()
     ]
     for row in rows:
-        print(f"{row['name']:<24} {row['family']:<22} {row['modality']:<6} {row['output_dim']:>5}  {row['weights']}")
+        print(
+            f"{row['name']:<24} {row['family']:<22} {row['modality']:<6} "
+            f"{row['output_dim']:>5}  {row['weights']}"
+        )
     return rows
 
 
-__all__ = ["FitConfig", "Run", "describe_models", "encode", "evaluate", "fit", "get_model", "get_run",
-           "list_runs", "login"]
+__all__ = [
+    "FitConfig",
+    "Run",
+    "describe_models",
+    "encode",
+    "evaluate",
+    "fit",
+    "get_model",
+    "get_run",
+    "list_runs",
+    "login",
+]

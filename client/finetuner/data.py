@@ -28,7 +28,9 @@ def _item(entry: Any, split: str) -> FinetunerDoc:
     tags = getattr(entry, "tags", None) or {}
     label = getattr(entry, "finetuner_label", None) or tags.get("finetuner_label")
     doc = FinetunerDoc(split=split, text=getattr(entry, "text", None), finetuner_label=_str_or_none(label))
-    image = next((getattr(entry, name) for name in IMAGE_FIELDS if getattr(entry, name, None) is not None), None)
+    image = next(
+        (getattr(entry, name) for name in IMAGE_FIELDS if getattr(entry, name, None) is not None), None
+    )
     if image is not None:
         doc.uri = image if isinstance(image, str) else "<in-memory image>"
     return doc

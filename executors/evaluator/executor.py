@@ -5,8 +5,8 @@ a local folder) or ``run_id`` (a finished run's artifact, from the workspace sha
 ``config.eval_ks``. It answers with the metric table. Runs use the same code for their before/after metrics.
 """
 
-from jina import Executor, requests
 from docarray import DocList
+from jina import Executor, requests
 
 from finetuner_core.config import parse_fit_config
 from finetuner_core.data.records import LabeledText

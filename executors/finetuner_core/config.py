@@ -1,4 +1,4 @@
-"""The fit configuration: typed, with defaults and help, validated where it enters (client, validator, trainer)."""
+"""The fit configuration: typed, with defaults and help, validated where it enters (client, executors)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def optimizer_names() -> list[str]:
     return sorted(
         name
         for name, value in vars(torch.optim).items()
-        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer
+        if isinstance(value, type)
+        and issubclass(value, torch.optim.Optimizer)
+        and value is not torch.optim.Optimizer
     )
 
 
@@ -110,4 +112,3 @@ def parse_fit_config(parameters: dict[str, Any]) -> FitConfig:
     except ValidationError as exc:
         lines = [f"  {'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid fit configuration:\n" + "\n".join(lines)) from None
-

@@ -18,7 +18,6 @@ from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
 
 
-
 class FinetunerDoc(BaseDoc):
     kind: str = "item"
     split: str = "train"

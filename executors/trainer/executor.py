@@ -5,8 +5,8 @@ model, trains, evaluates again and saves the artifact. The ``/runs/*`` endpoints
 metrics and artifact (in chunks), and cancel it. Every answer is one ``result`` document (JSON payload).
 """
 
-from jina import Executor, requests
 from docarray import DocList
+from jina import Executor, requests
 
 from finetuner_core.config import parse_fit_config
 from finetuner_core.data.intake import parse_fit_data
@@ -60,7 +60,7 @@ class FinetunerTrainer(Executor):
 
     @requests(on="/runs/artifact")
     def artifact(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
-        """Without ``path``: the manifest. With ``path`` and ``offset``: one chunk of that file in ``blob``."""
+        """Without ``path``: the manifest. With ``path`` and ``offset``: one chunk of the file in ``blob``."""
         artifact_dir = self.store.artifact_dir(parameters.get("run_id"))
         if parameters.get("path") is None:
             return result_docs({"files": read_manifest(artifact_dir)})

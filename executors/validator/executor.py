@@ -5,8 +5,8 @@
 names every bad row or document. Every other endpoint passes through.
 """
 
-from jina import Executor, requests
 from docarray import DocList
+from jina import Executor, requests
 
 from finetuner_core.config import parse_fit_config
 from finetuner_core.data.intake import parse_fit_data, parse_labeled_data
@@ -30,7 +30,9 @@ class FinetunerValidator(Executor):
     @requests(on="/evaluate")
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         config = parse_fit_config(parameters.get("config", {}))
-        return _item_docs(parse_labeled_data(docs, config.csv_options, min_items_per_class=1, required=("eval",)))
+        return _item_docs(
+            parse_labeled_data(docs, config.csv_options, min_items_per_class=1, required=("eval",))
+        )
 
     @requests
     def passthrough(self, docs: DocList[FinetunerDoc], **kwargs) -> DocList[FinetunerDoc]:

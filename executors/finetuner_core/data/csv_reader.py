@@ -31,7 +31,9 @@ class CSVOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     encoding: str = Field("utf-8", description="text encoding of the file, e.g. utf-8, latin-1")
-    dialect: str = Field("auto", description="'auto' (sniffed) or a csv module dialect: excel, excel-tab, unix")
+    dialect: str = Field(
+        "auto", description="'auto' (sniffed) or a csv module dialect: excel, excel-tab, unix"
+    )
     header: bool | None = Field(None, description="True / False, or None to detect a known header row")
 
     @field_validator("encoding")
@@ -65,7 +67,9 @@ def read_labeled_csv(content: bytes, name: str, options: CSVOptions | None = Non
     records, problems = [], []
     for line, cells in rows:
         if len(cells) != 2:
-            problems.append(Problem(f"{name} row {line}", f"expected 2 columns (text, label), found {len(cells)}"))
+            problems.append(
+                Problem(f"{name} row {line}", f"expected 2 columns (text, label), found {len(cells)}")
+            )
             continue
         records.append(LabeledText(text=cells[0], label=cells[1], source=f"{name} row {line}"))
     if problems:
@@ -96,12 +100,18 @@ def _rows(text: str, name: str, dialect: str):
 
 
 def _dialect(text: str, dialect: str):
+    """A named dialect, or Excel's quoting rules with the delimiter sniffed from the first kilobytes.
+
+    Only the delimiter is sniffed: the sniffer's guesses about quoting go wrong on texts that quote
+    themselves (``""like this""``), and RFC 4180 quoting is what CSV writers produce.
+    """
     if dialect != "auto":
         return csv.get_dialect(dialect)
     try:
-        return csv.Sniffer().sniff(text[:SNIFF_BYTES], delimiters=DELIMITERS)
+        delimiter = csv.Sniffer().sniff(text[:SNIFF_BYTES], delimiters=DELIMITERS).delimiter
     except csv.Error:
-        return csv.excel
+        delimiter = ","
+    return type("Sniffed", (csv.excel,), {"delimiter": delimiter})
 
 
 def _is_header(cells: list[str], header: bool | None) -> bool:

@@ -34,7 +34,9 @@ def parse_labeled_data(
     for index, doc in enumerate(docs):
         split = getattr(doc, "split", "train")
         if split not in SPLITS:
-            problems.append(Problem(f"document {index}", f"unknown split {split!r}; allowed: {', '.join(SPLITS)}"))
+            problems.append(
+                Problem(f"document {index}", f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+            )
         by_split[split].append((index, doc))
     if problems:
         raise DataError("request", problems)
@@ -56,7 +58,8 @@ def _records(indexed_docs: list, split: str, csv_options: CSVOptions) -> list[La
             records.extend(read_labeled_csv(doc.blob or b"", doc.name or "data.csv", csv_options))
     _check_modalities(items, split)
     records.extend(
-        LabeledText(text=doc.text, label=doc.finetuner_label, source=f"{split} document {i}") for i, doc in items
+        LabeledText(text=doc.text, label=doc.finetuner_label, source=f"{split} document {i}")
+        for i, doc in items
     )
     return records
 
@@ -77,7 +80,9 @@ def _check_modalities(items: list, split: str) -> None:
     if len(present) > 1:
         first = {kind: next(i for i, k in kinds.items() if k == kind) for kind in present}
         summary = ", ".join(f"{kind} (e.g. document {i})" for kind, i in first.items())
-        raise DataError(split, [Problem(split, f"mixed modalities: {summary}; a data set holds one modality")])
+        raise DataError(
+            split, [Problem(split, f"mixed modalities: {summary}; a data set holds one modality")]
+        )
     problems = [
         Problem(f"{split} document {i}", "holds an image; labeled training here takes text (field 'text')")
         for i, kind in kinds.items()

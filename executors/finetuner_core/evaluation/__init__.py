@@ -4,4 +4,11 @@ from finetuner_core.evaluation.evaluate import DEFAULT_KS, evaluate_labeled, lab
 from finetuner_core.evaluation.index import FlatIndex
 from finetuner_core.evaluation.metrics import METRICS, retrieval_metrics
 
-__all__ = ["DEFAULT_KS", "METRICS", "FlatIndex", "evaluate_labeled", "label_retrieval_metrics", "retrieval_metrics"]
+__all__ = [
+    "DEFAULT_KS",
+    "METRICS",
+    "FlatIndex",
+    "evaluate_labeled",
+    "label_retrieval_metrics",
+    "retrieval_metrics",
+]

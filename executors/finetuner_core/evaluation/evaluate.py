@@ -27,7 +27,9 @@ def evaluate_labeled(model: Encoder, records: list[LabeledText], ks: tuple[int, 
     return label_retrieval_metrics(embeddings, [record.label for record in records], ks)
 
 
-def label_retrieval_metrics(embeddings: np.ndarray, labels: list[str], ks: tuple[int, ...] = DEFAULT_KS) -> dict:
+def label_retrieval_metrics(
+    embeddings: np.ndarray, labels: list[str], ks: tuple[int, ...] = DEFAULT_KS
+) -> dict:
     """Metrics for each item as a query against every other item.  # embeddings: (n, dim)"""
     if len(embeddings) != len(labels):
         raise ValueError(f"{len(embeddings)} embeddings but {len(labels)} labels")

@@ -35,7 +35,9 @@ class FlatIndex:
             raise ValueError(f"query dimension {queries.shape[1]} does not match index dimension {self.dim}")
         if not 1 <= k <= len(self):
             raise ValueError(f"k={k} must be between 1 and the index size ({len(self)})")
-        parts = [self._search_batch(queries[i : i + batch_size], k) for i in range(0, len(queries), batch_size)]
+        parts = [
+            self._search_batch(queries[i : i + batch_size], k) for i in range(0, len(queries), batch_size)
+        ]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _search_batch(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,4 +8,10 @@ from finetuner_core.models.registry import (
 )
 from finetuner_core.models.text import TextEmbeddingModel
 
-__all__ = ["BackboneSpec", "ModelNotAvailableError", "TextEmbeddingModel", "list_backbones", "resolve_model_path"]
+__all__ = [
+    "BackboneSpec",
+    "ModelNotAvailableError",
+    "TextEmbeddingModel",
+    "list_backbones",
+    "resolve_model_path",
+]

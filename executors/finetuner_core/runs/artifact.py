@@ -14,7 +14,11 @@ MANIFEST = "manifest.json"
 def write_manifest(artifact_dir: Path) -> list[dict[str, Any]]:
     """Record every file of ``artifact_dir`` (relative path, size, sha256) in its manifest."""
     files = [
-        {"path": path.relative_to(artifact_dir).as_posix(), "size": path.stat().st_size, "sha256": sha256(path)}
+        {
+            "path": path.relative_to(artifact_dir).as_posix(),
+            "size": path.stat().st_size,
+            "sha256": sha256(path),
+        }
         for path in sorted(artifact_dir.rglob("*"))
         if path.is_file() and path.name != MANIFEST
     ]

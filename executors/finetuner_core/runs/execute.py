@@ -39,7 +39,9 @@ def _execute(store: RunStore, run_id: str, log, should_stop) -> None:
     ks = tuple(config.eval_ks)
     if eval_data:
         _evaluate(store, run_id, "before", model, eval_data, ks, log)
-    state = train(model, train_data, config, [LoggingCallback(log, config.log_every), StopCallback(should_stop)])
+    state = train(
+        model, train_data, config, [LoggingCallback(log, config.log_every), StopCallback(should_stop)]
+    )
     if state.stop:
         log("cancelled")
         store.set_status(run_id, RunStatus.CANCELLED)

@@ -22,7 +22,10 @@ class RunQueue:
         self.execute = execute
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._cancelled: set[str] = set()
-        self._workers = [threading.Thread(target=self._work, daemon=True, name=f"run-worker-{i}") for i in range(concurrency)]
+        self._workers = [
+            threading.Thread(target=self._work, daemon=True, name=f"run-worker-{i}")
+            for i in range(concurrency)
+        ]
         self._recover()
         for worker in self._workers:
             worker.start()
@@ -55,4 +58,6 @@ class RunQueue:
             if status == RunStatus.QUEUED:
                 self._queue.put(run_id)
             elif status == RunStatus.STARTED:
-                self.store.set_status(run_id, RunStatus.FAILED, error="the trainer stopped while the run was in progress")
+                self.store.set_status(
+                    run_id, RunStatus.FAILED, error="the trainer stopped while the run was in progress"
+                )

@@ -32,7 +32,7 @@ from finetuner_core.data.records import LabeledText
 RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     CREATED = "CREATED"
     QUEUED = "QUEUED"
     STARTED = "STARTED"
@@ -72,7 +72,9 @@ class RunStore:
         if eval_data:
             _write_jsonl(staging / "eval.jsonl", [r.to_dict() for r in eval_data])
         now = time.time()
-        _write_json(staging / "status.json", {"status": RunStatus.CREATED, "created_at": now, "updated_at": now})
+        _write_json(
+            staging / "status.json", {"status": RunStatus.CREATED, "created_at": now, "updated_at": now}
+        )
         os.replace(staging, self.root / run_id)
         return run_id
 

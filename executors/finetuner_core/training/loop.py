@@ -38,7 +38,11 @@ def train(model, records: list[LabeledText], config: FitConfig, callbacks: list[
         for batch in sampler:
             labels = class_ids[batch].to(model.device)
             embeddings = model.embed([texts[i] for i in batch])
-            loss = loss_fn(embeddings, labels, miner(embeddings, labels)) if miner else loss_fn(embeddings, labels)
+            loss = (
+                loss_fn(embeddings, labels, miner(embeddings, labels))
+                if miner
+                else loss_fn(embeddings, labels)
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

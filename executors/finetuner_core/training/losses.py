@@ -46,7 +46,7 @@ LOSSES: dict[str, LossSpec] = {
             "InfoNCELoss",
             lambda temperature: losses.NTXentLoss(temperature=temperature, distance=_cosine()),
             {"temperature": 0.05},
-            description="in-batch negatives (multiple-negatives ranking); every same-label item is a positive",
+            description="in-batch negatives (multiple-negatives ranking); same-label items are positives",
         ),
         LossSpec(
             "SupConLoss",

@@ -1,0 +1,59 @@
+import csv
+import os
+import random
+import socket
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data sets: $FINETUNER_DATA_DIR, else ../shared/data next to the repository."""
+    path = Path(os.environ.get("FINETUNER_DATA_DIR") or ROOT.parent / "shared" / "data")
+    if not (path / "banking77" / "train.csv").exists():
+        pytest.fail(f"Banking77 not found under {path}: set FINETUNER_DATA_DIR to the shared data folder")
+    return path
+
+
+def banking77_slice(
+    data_dir: Path, split: str, classes: int, per_class: int, seed: int = 0
+) -> list[tuple[str, str]]:
+    """``per_class`` (text, label) rows from each of the first ``classes`` categories of a Banking77 split."""
+    with open(data_dir / "banking77" / f"{split}.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    by_class: dict[str, list] = {}
+    for row in rows:
+        by_class.setdefault(row["category"], []).append((row["text"], row["category"]))
+    rng = random.Random(seed)
+    chosen = sorted(by_class)[:classes]
+    return [item for label in chosen for item in rng.sample(by_class[label], per_class)]
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from finetuner_core.models.text import TextEmbeddingModel
+
+    return TextEmbeddingModel.load("all-MiniLM-L6-v2", "cpu")
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

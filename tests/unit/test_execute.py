@@ -1,0 +1,66 @@
+import time
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from conftest import banking77_slice
+from finetuner_core.config import FitConfig
+from finetuner_core.data import LabeledText
+from finetuner_core.runs import RunQueue, RunStatus, RunStore
+from finetuner_core.runs.artifact import read_manifest
+from finetuner_core.runs.execute import execute_run
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    train = [LabeledText(t, lab) for t, lab in banking77_slice(data_dir, "train", classes=4, per_class=8)]
+    evaluation = [LabeledText(t, lab) for t, lab in banking77_slice(data_dir, "test", classes=4, per_class=5)]
+    return train, evaluation
+
+
+def test_a_run_evaluates_trains_and_saves_its_artifact(tmp_path, data, minilm):
+    store = RunStore(tmp_path)
+    run_id = store.create(FitConfig(batch_size=16, max_steps=2, eval_ks=[1, 5], device="cpu"), *data)
+    execute_run(store, run_id)
+    assert store.status(run_id)["status"] == RunStatus.FINISHED
+    metrics = store.metrics(run_id)
+    assert set(metrics) == {"before", "after"}
+    assert {"precision@1", "recall@5", "mrr@5", "map@5", "ndcg@5", "hit@5"} <= set(metrics["after"])
+    assert metrics["before"]["queries"] == 20
+    messages = [entry["message"] for entry in store.logs(run_id)]
+    assert any(m.startswith("metrics before") for m in messages) and any("model saved" in m for m in messages)
+    files = {entry["path"] for entry in read_manifest(store.artifact_dir(run_id))}
+    assert {"modules.json", "model.safetensors", "config.json"} <= files
+    tuned = SentenceTransformer(str(store.artifact_dir(run_id)), device="cpu")
+    texts = [record.text for record in data[1][:4]]
+    assert not np.allclose(tuned.encode(texts, normalize_embeddings=True), minilm.encode(texts), atol=1e-4)
+
+
+def test_a_failing_run_is_recorded_as_failed(tmp_path, data):
+    store = RunStore(tmp_path)
+    run_id = store.create(FitConfig(model=str(tmp_path / "missing-model")), *data)
+    execute_run(store, run_id)
+    status = store.status(run_id)
+    assert status["status"] == RunStatus.FAILED and "not available offline" in status["error"]
+    assert store.logs(run_id)[-1]["message"].startswith("failed: ModelNotAvailableError")
+
+
+def test_the_queue_runs_in_the_background_and_recovers_on_restart(tmp_path):
+    store = RunStore(tmp_path)
+    config, train = FitConfig(), [LabeledText("a", "x"), LabeledText("b", "x")]
+    started, queued = store.create(config, train, []), store.create(config, train, [])
+    store.set_status(started, RunStatus.STARTED)
+    store.set_status(queued, RunStatus.QUEUED)
+    executed = []
+    queue = RunQueue(store, execute=lambda s, run_id, should_stop: executed.append(run_id))
+    fresh = store.create(config, train, [])
+    queue.cancel(fresh)
+    queue.submit(fresh)
+    deadline = time.monotonic() + 10
+    while store.status(fresh)["status"] != RunStatus.CANCELLED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    queue.close(timeout=5)
+    assert executed == [queued]
+    assert store.status(started)["status"] == RunStatus.FAILED
+    assert store.status(fresh)["status"] == RunStatus.CANCELLED

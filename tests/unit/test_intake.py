@@ -1,0 +1,78 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from finetuner_core.config import FitConfig
+from finetuner_core.data import DataError
+from finetuner_core.data.intake import modality, parse_fit_data
+from finetuner_core.wire import FinetunerDoc
+
+
+def item(text, label, split="train", **fields):
+    return FinetunerDoc(kind="item", split=split, text=text, finetuner_label=label, **fields)
+
+
+TRAIN = [item("a1", "a"), item("a2", "a"), item("b1", "b"), item("b2", "b")]
+
+
+def test_items_and_csv_files_are_merged_per_split():
+    csv_doc = FinetunerDoc(kind="csv", split="train", name="more.csv", blob=b"text,label\nc1,c\nc2,c\n")
+    data = parse_fit_data([*TRAIN, csv_doc, item("q", "a", "eval"), item("r", "b", "eval")], FitConfig())
+    assert [r.text for r in data["train"]] == ["c1", "c2", "a1", "a2", "b1", "b2"]
+    assert [r.label for r in data["eval"]] == ["a", "b"]
+
+
+def test_eval_data_is_optional_and_train_data_is_not():
+    assert "eval" not in parse_fit_data(TRAIN, FitConfig())
+    with pytest.raises(DataError, match="train: the data set is empty"):
+        parse_fit_data([item("q", "a", "eval")], FitConfig())
+
+
+def test_document_problems_name_the_document():
+    with pytest.raises(DataError) as info:
+        parse_fit_data([*TRAIN, item(" ", "a"), item("x", None)], FitConfig())
+    assert [str(p) for p in info.value.problems] == [
+        "train document 4: text is empty or whitespace",
+        "train document 5: label is missing",
+    ]
+
+
+def test_mixed_modalities_are_refused():
+    image = item(None, "a", uri="cat.jpg")
+    with pytest.raises(
+        DataError, match=r"mixed modalities: image \(e.g. document 4\), text \(e.g. document 0\)"
+    ):
+        parse_fit_data([*TRAIN, image], FitConfig())
+
+
+def test_image_only_data_is_refused_for_the_text_path():
+    docs = [item(None, label, tensor=np.zeros((3, 4, 4))) for label in "aabb"]
+    with pytest.raises(DataError, match="train document 0: holds an image"):
+        parse_fit_data(docs, FitConfig())
+
+
+def test_unknown_split_is_refused():
+    with pytest.raises(DataError, match="document 4: unknown split 'test'"):
+        parse_fit_data([*TRAIN, item("x", "a", "test")], FitConfig())
+
+
+def test_random_sampler_accepts_one_item_classes():
+    data = parse_fit_data([*TRAIN, item("c1", "c")], FitConfig(sampler="random"))
+    assert len(data["train"]) == 5
+    with pytest.raises(DataError, match="class 'c' has 1 item"):
+        parse_fit_data([*TRAIN, item("c1", "c")], FitConfig())
+
+
+@pytest.mark.parametrize(
+    "fields,expected",
+    [
+        ({"text": "t"}, "text"),
+        ({"uri": "x.png"}, "image"),
+        ({"text": "t", "uri": "x.png"}, "text+image"),
+        ({}, "none"),
+    ],
+)
+def test_modality(fields, expected):
+    doc = SimpleNamespace(**{"text": None, "uri": None, "tensor": None, **fields})
+    assert modality(doc) == expected
