@@ -1,8 +1,8 @@
 """Retrieval metrics as pure functions of a hit matrix.
 
 ``hits[q, i]`` is True when the ``i``-th retrieved item for query ``q`` is relevant; ``num_relevant[q]`` is
-how many relevant items the index holds for ``q``. Queries with no relevant item are left out of every mean and
-counted in ``queries_without_relevant``. Every metric is the mean over queries of its value at cut-off ``k``:
+how many relevant items the index holds for ``q``. Queries with no relevant item are left out of every mean
+and counted in ``queries_without_relevant``. Each metric is the mean over queries at cut-off ``k``:
 
 - precision@k: relevant retrieved / k
 - recall@k: relevant retrieved / num_relevant

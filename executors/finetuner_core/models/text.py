@@ -19,7 +19,7 @@ def pick_device(device: str = "auto") -> str:
 
 
 class TextEmbeddingModel:
-    """Wraps a :class:`SentenceTransformer` (backbone -> pooling -> ...); saves in its native folder format."""
+    """Wraps a :class:`SentenceTransformer` (backbone -> pooling -> ...); saves natively."""
 
     modality = "text"
 
