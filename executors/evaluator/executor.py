@@ -19,7 +19,7 @@ from finetuner_core.wire import FinetunerDoc, result_docs
 class FinetunerEvaluator(Executor):
     def __init__(self, workspace_dir: str = "", device: str = "auto", **kwargs):
         super().__init__(**kwargs)
-        self.store = RunStore(runs_root(workspace_dir, self.workspace or "workspace"))
+        self.store = RunStore(runs_root(workspace_dir, "workspace"))
         self.device = device
 
     @requests(on="/evaluate")

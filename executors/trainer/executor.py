@@ -19,7 +19,7 @@ from finetuner_core.wire import FinetunerDoc, result_docs
 class FinetunerTrainer(Executor):
     def __init__(self, workspace_dir: str = "", concurrency: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.store = RunStore(runs_root(workspace_dir, self.workspace or "workspace"))
+        self.store = RunStore(runs_root(workspace_dir, "workspace"))
         self.queue = RunQueue(self.store, concurrency=concurrency)
 
     @requests(on="/fit")
