@@ -117,7 +117,8 @@ class RunStore:
         path = self.path(run_id) / "logs.jsonl"
         if not path.exists():
             return []
-        lines = path.read_text("utf-8").splitlines()
+        with self._lock:
+            lines = path.read_text("utf-8").splitlines()
         return [json.loads(line) for line in lines[since:] if line.strip()]
 
     def set_metrics(self, run_id: str, stage: str, metrics: dict[str, Any]) -> None:

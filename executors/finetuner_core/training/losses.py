@@ -65,7 +65,7 @@ MINERS: dict[str, LossSpec] = {
             lambda margin, type_of_triplets: miners.TripletMarginMiner(
                 margin=margin, type_of_triplets=type_of_triplets, distance=_cosine()
             ),
-            {"margin": 0.1, "type_of_triplets": "semihard"},
+            {"margin": 0.1, "type_of_triplets": "all"},
             description="triplets violating the margin: type_of_triplets = all | hard | semihard | easy",
         ),
         LossSpec(
