@@ -31,9 +31,7 @@ def data_dir() -> Path:
     return path
 
 
-def banking77_slice(
-    data_dir: Path, split: str, classes: int, per_class: int, seed: int = 0
-) -> list[tuple[str, str]]:
+def banking77_slice(data_dir: Path, split: str, classes: int, per_class: int, seed: int = 0) -> list[tuple[str, str]]:
     """``per_class`` (text, label) rows from each of the first ``classes`` categories of a Banking77 split."""
     with open(data_dir / "banking77" / f"{split}.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
@@ -47,9 +45,9 @@ def banking77_slice(
 
 @pytest.fixture(scope="session")
 def minilm():
-    from finetuner_core.models.text import TextEmbeddingModel
+    from finetuner_core.models import build_model
 
-    return TextEmbeddingModel.load("all-MiniLM-L6-v2", "cpu")
+    return build_model("all-MiniLM-L6-v2", None, "cpu")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from finetuner.api import (
     FitConfig,
     Run,
+    build_model,
     describe_models,
     encode,
     evaluate,
@@ -21,6 +22,7 @@ __all__ = [
     "NotLoggedInError",
     "Run",
     "ServerError",
+    "build_model",
     "describe_models",
     "encode",
     "evaluate",

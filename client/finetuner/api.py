@@ -6,15 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from finetuner.data import to_wire_docs
 from finetuner.errors import ConnectionFailedError, NotLoggedInError
 from finetuner.run import Run
 from finetuner.transport import Transport
 from finetuner_core.config import FitConfig, parse_fit_config
+from finetuner_core.models import EmbeddingModel, ModelOptions
+from finetuner_core.models import build_model as core_build_model
 from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, list_backbones
-from finetuner_core.models.text import TextEmbeddingModel
 
 HOST_VARIABLE = "FINETUNER_HOST"
 TOKEN_VARIABLE = "FINETUNER_TOKEN"
@@ -26,9 +25,7 @@ def login(host: str | None = None, token: str | None = None, timeout_s: float = 
     """Connect to a Flow at ``host`` (``grpc://HOST:PORT``; default: $FINETUNER_HOST) and check it answers."""
     host = host or os.environ.get(HOST_VARIABLE)
     if not host:
-        raise NotLoggedInError(
-            f"no Flow address: pass finetuner.login(host='grpc://HOST:PORT') or set {HOST_VARIABLE}"
-        )
+        raise NotLoggedInError(f"no Flow address: pass finetuner.login(host='grpc://HOST:PORT') or set {HOST_VARIABLE}")
     transport = Transport(host, token or os.environ.get(TOKEN_VARIABLE))
     if not transport.is_ready(timeout_s):
         raise ConnectionFailedError(f"no Flow answers at {host}; start one with `jina flow --uses flow.yml`")
@@ -72,12 +69,20 @@ def fit(
         learning_rate=learning_rate,
         num_items_per_class=num_items_per_class,
     )
-    config = parse_fit_config(
-        {"model": model, **{k: v for k, v in named.items() if v is not UNSET}, **options}
-    )
+    config = parse_fit_config({"model": model, **{k: v for k, v in named.items() if v is not UNSET}, **options})
     docs = to_wire_docs(train_data, "train") + to_wire_docs(eval_data, "eval")
     answer = _transport().result("/fit", docs, config=config.model_dump(mode="json"))
     return Run(_transport(), answer["run_id"], config.run_name)
+
+
+def _config(model: str, options: dict[str, Any]) -> FitConfig:
+    """A FitConfig; model options given by name (Finetuner's ``freeze=``, ``output_dim=`` ...) go into
+    ``model_options``."""
+    model_options = dict(options.pop("model_options", None) or {})
+    for name in list(options):
+        if name in ModelOptions.model_fields:
+            model_options[name] = options.pop(name)
+    return parse_fit_config({"model": model, "model_options": model_options, **options})
 
 
 def get_run(run_id: str) -> Run:
@@ -92,27 +97,43 @@ def list_runs() -> list[dict[str, Any]]:
 
 
 def evaluate(eval_data: Any, model: str | None = None, run_id: str | None = None, **options: Any) -> dict:
-    """Retrieval metrics of ``model`` (or of run ``run_id``'s artifact) on labeled ``eval_data``."""
-    config = parse_fit_config({"model": model or DEFAULT_TEXT_MODEL, **options})
-    parameters = {"config": config.model_dump(mode="json"), "model": model, "run_id": run_id}
-    return _transport().result("/evaluate", to_wire_docs(eval_data, "eval"), **parameters)["metrics"]
+    """Retrieval metrics of ``model`` (or of run ``run_id``'s artifact) on ``eval_data``, in the Flow."""
+    if run_id is not None:
+        saved = get_run(run_id).info()["config"]
+        options = {**{"model_options": saved["model_options"]}, **options}
+        model = model or saved["model"]
+    config = _config(model or DEFAULT_TEXT_MODEL, dict(options))
+    parameters = {"config": config.model_dump(mode="json"), "run_id": run_id}
+    docs = to_wire_docs(eval_data, "eval", config.modality)
+    return _transport().result("/evaluate", docs, **parameters)["metrics"]
 
 
-def get_model(artifact: str | Path, device: str = "cpu") -> TextEmbeddingModel:
-    """Load a saved artifact folder (or a registered backbone name) for local use, offline."""
-    return TextEmbeddingModel.load(str(artifact), device)
+def build_model(name: str = DEFAULT_TEXT_MODEL, device: str = "cpu", **options: Any) -> EmbeddingModel:
+    """The zero-shot embedding model for a backbone name (see ``describe_models()``) or a local folder."""
+    return core_build_model(name, ModelOptions.model_validate(options), device)
 
 
-def encode(model: TextEmbeddingModel, data: Any, batch_size: int = 128) -> Any:
-    """Embed ``data`` locally. A list of strings gives an array ``# (n, dim)``; a DocList gets ``.embedding``
-    set on each document (when its schema has that field) and is returned."""
-    if isinstance(data, (list, tuple)) and all(isinstance(item, str) for item in data):
+def get_model(artifact: str | Path, device: str = "cpu") -> EmbeddingModel:
+    """Load a saved artifact folder (a run's model), or build a registered backbone, for local use, offline."""
+    return core_build_model(str(artifact), None, device)
+
+
+def encode(model: EmbeddingModel, data: Any, batch_size: int = 64) -> Any:
+    """Embed ``data`` locally with any model. A list (texts, images, vectors) gives an array ``# (n, dim)``;
+    a DocList gets ``.embedding`` set on each document (when its schema has that field) and is returned."""
+    if not hasattr(data, "doc_type"):
         return model.encode(list(data), batch_size)
-    embeddings = model.encode([doc.text for doc in data], batch_size)
+    embeddings = model.encode([_content(doc, model.modality) for doc in data], batch_size)
     for doc, embedding in zip(data, embeddings, strict=True):
         if "embedding" in type(doc).model_fields:
             doc.embedding = embedding
-    return data if len(data) else np.zeros((0, model.dim), np.float32)
+    return data
+
+
+def _content(doc: Any, modality: str) -> Any:
+    if modality == "text" or (modality == "text-image" and getattr(doc, "text", None) is not None):
+        return doc.text
+    return next(getattr(doc, f) for f in ("blob", "uri", "url", "image", "tensor") if getattr(doc, f, None) is not None)
 
 
 def describe_models() -> list[dict[str, Any]]:
@@ -128,15 +149,13 @@ def describe_models() -> list[dict[str, Any]]:
         for s in list_backbones()
     ]
     for row in rows:
-        print(
-            f"{row['name']:<24} {row['family']:<22} {row['modality']:<6} "
-            f"{row['output_dim']:>5}  {row['weights']}"
-        )
+        print(f"{row['name']:<24} {row['family']:<22} {row['modality']:<6} {row['output_dim']:>5}  {row['weights']}")
     return rows
 
 
 __all__ = [
     "FitConfig",
+    "build_model",
     "Run",
     "describe_models",
     "encode",

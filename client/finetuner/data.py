@@ -1,38 +1,105 @@
-"""User data (a CSV path, a DocList, or a list of (text, label) pairs) -> documents for the Flow."""
+"""User data -> documents for the Flow.
+
+Accepted: a CSV file path (sent whole, with the image files its rows name, so the Flow never reads the
+client's disk), a DocList (documents with ``text`` and/or an image field, and ``finetuner_label`` or
+``tags["finetuner_label"]``), or a list of ``(content, label)`` / ``(text, image)`` tuples. Images may be
+local paths, bytes, data URIs, PIL images, numpy arrays or torch tensors; paths are read here.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
+from finetuner_core.data.images import looks_like_image_reference
 from finetuner_core.wire import FinetunerDoc
 
-IMAGE_FIELDS = ("uri", "url", "tensor", "image", "blob")
+IMAGE_FIELDS = ("blob", "uri", "url", "image", "tensor")
 
 
-def to_wire_docs(data: Any, split: str) -> list[FinetunerDoc]:
-    """Documents of ``split`` for ``data``; a CSV file travels whole and is parsed by the validator."""
+def to_wire_docs(data: Any, split: str, modality: str = "text") -> list[FinetunerDoc]:
+    """Documents of ``split`` for ``data``, for a model that takes ``modality``."""
     if data is None:
         return []
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise FileNotFoundError(f"{split} data: no such file {str(path)!r}")
-        return [FinetunerDoc(kind="csv", split=split, name=path.name, blob=path.read_bytes())]
-    return [_item(entry, split) for entry in data]
+        return _csv_docs(Path(data), split)
+    return [_item(entry, split, modality) for entry in data]
 
 
-def _item(entry: Any, split: str) -> FinetunerDoc:
+def _csv_docs(path: Path, split: str) -> list[FinetunerDoc]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{split} data: no such file {str(path)!r}")
+    content = path.read_bytes()
+    docs = [FinetunerDoc(kind="csv", split=split, name=path.name, blob=content)]
+    for reference in sorted(_image_references(content)):
+        file = (path.parent / reference).expanduser()
+        if file.is_file():
+            docs.append(FinetunerDoc(kind="file", split=split, name=reference, blob=file.read_bytes()))
+    return docs
+
+
+def _image_references(content: bytes) -> set[str]:
+    """Cells of a CSV that name image files (data URIs travel inside the CSV)."""
+    try:
+        rows = csv.reader(io.StringIO(content.decode("utf-8", errors="replace"), newline=""))
+        cells = {cell.strip() for row in rows for cell in row}
+    except csv.Error:
+        return set()
+    return {cell for cell in cells if looks_like_image_reference(cell) and not cell.lower().startswith("data:")}
+
+
+def _item(entry: Any, split: str, modality: str) -> FinetunerDoc:
     if isinstance(entry, (tuple, list)) and len(entry) == 2:
-        return FinetunerDoc(split=split, text=entry[0], finetuner_label=entry[1])
+        return _from_pair(entry, split, modality)
     tags = getattr(entry, "tags", None) or {}
     label = getattr(entry, "finetuner_label", None) or tags.get("finetuner_label")
     doc = FinetunerDoc(split=split, text=getattr(entry, "text", None), finetuner_label=_str_or_none(label))
-    image = next(
-        (getattr(entry, name) for name in IMAGE_FIELDS if getattr(entry, name, None) is not None), None
-    )
-    if image is not None:
-        doc.uri = image if isinstance(image, str) else "<in-memory image>"
+    image = next((getattr(entry, name) for name in IMAGE_FIELDS if getattr(entry, name, None) is not None), None)
+    return _with_image(doc, image) if image is not None else doc
+
+
+def _from_pair(entry, split: str, modality: str) -> FinetunerDoc:
+    first, second = entry
+    if modality == "text-image":
+        text, image = (second, first) if _is_image(first) else (first, second)
+        return _with_image(FinetunerDoc(split=split, text=text), image)
+    if modality == "text":
+        return FinetunerDoc(split=split, text=first, finetuner_label=_str_or_none(second))
+    if modality == "vector":
+        return FinetunerDoc(
+            split=split, tensor=np.asarray(first, dtype=np.float32), finetuner_label=_str_or_none(second)
+        )
+    return _with_image(FinetunerDoc(split=split, finetuner_label=_str_or_none(second)), first)
+
+
+def _is_image(value: Any) -> bool:
+    if isinstance(value, str):
+        return looks_like_image_reference(value)
+    return isinstance(value, (bytes, Image.Image, np.ndarray)) or hasattr(value, "shape")
+
+
+def _with_image(doc: FinetunerDoc, image: Any) -> FinetunerDoc:
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        doc.blob = buffer.getvalue()
+    elif isinstance(image, bytes):
+        doc.blob = image
+    elif isinstance(image, (str, Path)):
+        text = str(image)
+        if text.lower().startswith("data:"):
+            doc.uri = text
+        elif Path(text).expanduser().is_file():
+            doc.blob = Path(text).expanduser().read_bytes()
+        else:
+            raise FileNotFoundError(f"image file {text!r} not found")
+    else:
+        doc.tensor = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
     return doc
 
 

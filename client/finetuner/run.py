@@ -81,9 +81,7 @@ class Run:
         with open(target, "wb") as file:
             offset = 0
             while offset < entry["size"]:
-                docs = self._transport.post(
-                    "/runs/artifact", run_id=self.id, path=entry["path"], offset=offset
-                )
+                docs = self._transport.post("/runs/artifact", run_id=self.id, path=entry["path"], offset=offset)
                 chunk = docs[0].blob or b""
                 if not chunk:
                     raise FinetunerError(f"artifact file {entry['path']} ended early at byte {offset}")

@@ -35,9 +35,7 @@ class Transport:
     def is_ready(self, timeout_s: float = 5.0) -> bool:
         return bool(self._client.is_flow_ready(timeout=timeout_s))
 
-    def post(
-        self, endpoint: str, docs: list[FinetunerDoc] | None = None, **parameters: Any
-    ) -> DocList[FinetunerDoc]:
+    def post(self, endpoint: str, docs: list[FinetunerDoc] | None = None, **parameters: Any) -> DocList[FinetunerDoc]:
         """Send ``docs`` (in one request) with ``parameters``; return the answer's documents."""
         docs = DocList[FinetunerDoc](docs or [])
         if self.token is not None:
@@ -58,9 +56,7 @@ class Transport:
             _raise_for_status(response)
         return DocList[FinetunerDoc]([doc for response in responses for doc in response.docs])
 
-    def result(
-        self, endpoint: str, docs: list[FinetunerDoc] | None = None, **parameters: Any
-    ) -> dict[str, Any]:
+    def result(self, endpoint: str, docs: list[FinetunerDoc] | None = None, **parameters: Any) -> dict[str, Any]:
         """The JSON payload of the answer to ``endpoint``."""
         return read_result(self.post(endpoint, docs, **parameters))
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from finetuner_core.data.csv_reader import CSVOptions
 from finetuner_core.evaluation.evaluate import DEFAULT_KS
-from finetuner_core.models.registry import DEFAULT_TEXT_MODEL
+from finetuner_core.models.options import ModelOptions
+from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, expected_modality
 from finetuner_core.training import losses
 from finetuner_core.training.samplers import SAMPLERS
 
@@ -19,9 +20,7 @@ def optimizer_names() -> list[str]:
     return sorted(
         name
         for name, value in vars(torch.optim).items()
-        if isinstance(value, type)
-        and issubclass(value, torch.optim.Optimizer)
-        and value is not torch.optim.Optimizer
+        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer
     )
 
 
@@ -35,7 +34,10 @@ class FitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str = Field(DEFAULT_TEXT_MODEL, description="registered backbone name or local model folder")
-    loss: str = Field("TripletMarginLoss", description="loss name, see finetuner_core.training.losses.LOSSES")
+    model_options: ModelOptions = Field(default_factory=ModelOptions, description="how the backbone is built")
+    loss: str | None = Field(
+        None, description="loss name (training.losses.LOSSES); None: TripletMarginLoss, or CLIPLoss for pairs"
+    )
     loss_options: dict[str, Any] = Field(default_factory=dict, description="options of the loss (margin ...)")
     miner: str | None = Field("TripletMarginMiner", description="miner for losses that use one, or None")
     miner_options: dict[str, Any] = Field(default_factory=dict, description="options of the miner")
@@ -57,8 +59,8 @@ class FitConfig(BaseModel):
 
     @field_validator("loss")
     @classmethod
-    def _known_loss(cls, value: str) -> str:
-        return _known(value, losses.LOSSES, "loss")
+    def _known_loss(cls, value: str | None) -> str | None:
+        return None if value is None else _known(value, losses.LOSSES, "loss")
 
     @field_validator("miner")
     @classmethod
@@ -89,14 +91,25 @@ class FitConfig(BaseModel):
                 f"batch_size ({self.batch_size}) must be a multiple of num_items_per_class "
                 f"({self.num_items_per_class}) with the class sampler"
             )
-        losses.build(losses.LOSSES, self.loss, self.loss_options)
+        losses.build(losses.LOSSES, self.loss_name, self.loss_options)
         if self.miner is not None:
             losses.build(losses.MINERS, self.miner, self.miner_options)
         return self
 
     @property
+    def modality(self) -> str:
+        """What the model takes: text, image, vector or text-image (pairs)."""
+        return expected_modality(self.model, self.model_options.select_model)
+
+    @property
+    def loss_name(self) -> str:
+        if self.loss is not None:
+            return self.loss
+        return "CLIPLoss" if self.modality == "text-image" else "TripletMarginLoss"
+
+    @property
     def uses_miner(self) -> bool:
-        return self.miner is not None and losses.LOSSES[self.loss].uses_miner
+        return self.miner is not None and losses.LOSSES[self.loss_name].uses_miner
 
 
 def _known(value: str, allowed, what: str) -> str:

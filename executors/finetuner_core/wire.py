@@ -2,8 +2,10 @@
 
 One type serves every endpoint, so the three executors of the Flow chain without schema conversions:
 
-- ``kind="item"``: one labeled item (``text`` + ``finetuner_label``; ``uri``/``tensor`` mark an image)
+- ``kind="item"``: one item: ``text``, or an image (encoded bytes in ``blob``, a data URI in ``uri``, or pixels in
+  ``tensor``), or a vector (1-d ``tensor``), with ``finetuner_label``; a text-image pair has ``text`` and an image
 - ``kind="csv"``: a whole CSV file in ``blob``, called ``name``
+- ``kind="file"``: an image file named by a CSV, in ``blob``, called by the path the CSV uses
 - ``kind="result"``: an answer from an executor, as JSON in ``payload`` (plus ``blob`` for file chunks)
 
 ``split`` says whether an item or file is training (``train``) or evaluation (``eval``) data.
@@ -14,8 +16,12 @@ One type serves every endpoint, so the three executors of the Flow chain without
 import json
 from typing import Any
 
+import numpy as np
 from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
+
+from finetuner_core.data.images import image_to_png_bytes
+from finetuner_core.data.records import PairItem, content_kind
 
 
 class FinetunerDoc(BaseDoc):
@@ -28,6 +34,25 @@ class FinetunerDoc(BaseDoc):
     blob: bytes | None = None
     name: str | None = None
     payload: str | None = None
+
+
+def record_docs(splits: dict[str, list]) -> DocList[FinetunerDoc]:
+    """Validated records (labeled texts, images or vectors; text-image pairs) as item documents."""
+    return DocList[FinetunerDoc](_record_doc(split, record) for split, records in splits.items() for record in records)
+
+
+def _record_doc(split: str, record) -> FinetunerDoc:
+    if isinstance(record, PairItem):
+        return FinetunerDoc(split=split, text=record.text, blob=image_to_png_bytes(record.image))
+    kind = content_kind(record.content)
+    doc = FinetunerDoc(split=split, finetuner_label=record.label)
+    if kind == "text":
+        doc.text = record.content
+    elif kind == "image":
+        doc.blob = image_to_png_bytes(record.content)
+    else:
+        doc.tensor = np.asarray(record.content, dtype=np.float32)
+    return doc
 
 
 def result_docs(payload: dict[str, Any], blob: bytes | None = None) -> DocList[FinetunerDoc]:

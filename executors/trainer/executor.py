@@ -10,7 +10,7 @@ from jina import Executor, requests
 
 from finetuner_core.config import parse_fit_config
 from finetuner_core.data.intake import parse_fit_data
-from finetuner_core.models.registry import resolve_model_path
+from finetuner_core.models.registry import check_available
 from finetuner_core.runs import RunQueue, RunStore, runs_root
 from finetuner_core.runs.artifact import read_chunk, read_manifest
 from finetuner_core.wire import FinetunerDoc, result_docs
@@ -25,7 +25,7 @@ class FinetunerTrainer(Executor):
     @requests(on="/fit")
     def fit(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         config = parse_fit_config(parameters.get("config", {}))
-        resolve_model_path(config.model)
+        check_available(config.model, config.model_options.weights, config.model_options.pretrained)
         data = parse_fit_data(docs, config)
         run_id = self.store.create(config, data["train"], data.get("eval", []))
         self.queue.submit(run_id)
@@ -34,7 +34,8 @@ class FinetunerTrainer(Executor):
     @requests(on="/runs/status")
     def status(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         run_id = parameters.get("run_id")
-        return result_docs({"run_id": run_id, **self.store.status(run_id)})
+        config = self.store.config(run_id).model_dump(mode="json")
+        return result_docs({"run_id": run_id, **self.store.status(run_id), "config": config})
 
     @requests(on="/runs/logs")
     def logs(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:

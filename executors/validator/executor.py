@@ -9,30 +9,20 @@ from docarray import DocList
 from jina import Executor, requests
 
 from finetuner_core.config import parse_fit_config
-from finetuner_core.data.intake import parse_fit_data, parse_labeled_data
-from finetuner_core.wire import FinetunerDoc
-
-
-def _item_docs(splits: dict) -> DocList[FinetunerDoc]:
-    return DocList[FinetunerDoc](
-        FinetunerDoc(kind="item", split=split, text=record.text, finetuner_label=record.label)
-        for split, records in splits.items()
-        for record in records
-    )
+from finetuner_core.data.intake import parse_data, parse_fit_data
+from finetuner_core.wire import FinetunerDoc, record_docs
 
 
 class FinetunerValidator(Executor):
     @requests(on="/fit")
     def fit(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         config = parse_fit_config(parameters.get("config", {}))
-        return _item_docs(parse_fit_data(docs, config))
+        return record_docs(parse_fit_data(docs, config))
 
     @requests(on="/evaluate")
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         config = parse_fit_config(parameters.get("config", {}))
-        return _item_docs(
-            parse_labeled_data(docs, config.csv_options, min_items_per_class=1, required=("eval",))
-        )
+        return record_docs(parse_data(docs, config.modality, config.csv_options, 1, required=("eval",)))
 
     @requests
     def passthrough(self, docs: DocList[FinetunerDoc], **kwargs) -> DocList[FinetunerDoc]:

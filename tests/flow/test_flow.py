@@ -43,8 +43,7 @@ def write_csv(path, rows):
 def test_fit_through_the_flow_end_to_end(flow, data_dir, tmp_path, minilm):
     train_csv = write_csv(tmp_path / "train.csv", banking77_slice(data_dir, "train", classes=5, per_class=8))
     eval_docs = DocList[LabeledDoc](
-        LabeledDoc(text=t, finetuner_label=lab)
-        for t, lab in banking77_slice(data_dir, "test", classes=5, per_class=6)
+        LabeledDoc(text=t, finetuner_label=lab) for t, lab in banking77_slice(data_dir, "test", classes=5, per_class=6)
     )
     run = finetuner.fit(
         train_data=str(train_csv),

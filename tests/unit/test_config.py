@@ -5,7 +5,8 @@ from finetuner_core.config import ConfigError, FitConfig, optimizer_names, parse
 
 def test_defaults_are_valid_and_documented():
     config = parse_fit_config({})
-    assert config.loss == "TripletMarginLoss" and config.miner == "TripletMarginMiner"
+    assert config.loss_name == "TripletMarginLoss" and config.miner == "TripletMarginMiner"
+    assert parse_fit_config({"model": "lit-minilm-efficientnet-lite0"}).loss_name == "CLIPLoss"
     assert all(field.description for field in FitConfig.model_fields.values())
 
 

@@ -6,7 +6,7 @@ from finetuner_core.data.csv_reader import CSVOptions, read_labeled_csv
 
 def read(text: str | bytes, **options):
     content = text.encode("utf-8") if isinstance(text, str) else text
-    return [(r.text, r.label) for r in read_labeled_csv(content, "data.csv", CSVOptions(**options))]
+    return [(r.content, r.label) for r in read_labeled_csv(content, "data.csv", CSVOptions(**options))]
 
 
 def test_header_is_detected_and_skipped():

@@ -6,7 +6,7 @@ from sentence_transformers import SentenceTransformer
 
 from conftest import banking77_slice
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledText
+from finetuner_core.data import LabeledItem
 from finetuner_core.runs import RunQueue, RunStatus, RunStore
 from finetuner_core.runs.artifact import read_manifest
 from finetuner_core.runs.execute import execute_run
@@ -14,8 +14,8 @@ from finetuner_core.runs.execute import execute_run
 
 @pytest.fixture(scope="module")
 def data(data_dir):
-    train = [LabeledText(t, lab) for t, lab in banking77_slice(data_dir, "train", classes=4, per_class=8)]
-    evaluation = [LabeledText(t, lab) for t, lab in banking77_slice(data_dir, "test", classes=4, per_class=5)]
+    train = [LabeledItem(t, lab) for t, lab in banking77_slice(data_dir, "train", classes=4, per_class=8)]
+    evaluation = [LabeledItem(t, lab) for t, lab in banking77_slice(data_dir, "test", classes=4, per_class=5)]
     return train, evaluation
 
 
@@ -33,7 +33,7 @@ def test_a_run_evaluates_trains_and_saves_its_artifact(tmp_path, data, minilm):
     files = {entry["path"] for entry in read_manifest(store.artifact_dir(run_id))}
     assert {"modules.json", "model.safetensors", "config.json"} <= files
     tuned = SentenceTransformer(str(store.artifact_dir(run_id)), device="cpu")
-    texts = [record.text for record in data[1][:4]]
+    texts = [record.content for record in data[1][:4]]
     assert not np.allclose(tuned.encode(texts, normalize_embeddings=True), minilm.encode(texts), atol=1e-4)
 
 
@@ -48,7 +48,7 @@ def test_a_failing_run_is_recorded_as_failed(tmp_path, data):
 
 def test_the_queue_runs_in_the_background_and_recovers_on_restart(tmp_path):
     store = RunStore(tmp_path)
-    config, train = FitConfig(), [LabeledText("a", "x"), LabeledText("b", "x")]
+    config, train = FitConfig(), [LabeledItem("a", "x"), LabeledItem("b", "x")]
     started, queued = store.create(config, train, []), store.create(config, train, [])
     store.set_status(started, RunStatus.STARTED)
     store.set_status(queued, RunStatus.QUEUED)

@@ -19,7 +19,7 @@ TRAIN = [item("a1", "a"), item("a2", "a"), item("b1", "b"), item("b2", "b")]
 def test_items_and_csv_files_are_merged_per_split():
     csv_doc = FinetunerDoc(kind="csv", split="train", name="more.csv", blob=b"text,label\nc1,c\nc2,c\n")
     data = parse_fit_data([*TRAIN, csv_doc, item("q", "a", "eval"), item("r", "b", "eval")], FitConfig())
-    assert [r.text for r in data["train"]] == ["c1", "c2", "a1", "a2", "b1", "b2"]
+    assert [r.content for r in data["train"]] == ["c1", "c2", "a1", "a2", "b1", "b2"]
     assert [r.label for r in data["eval"]] == ["a", "b"]
 
 
@@ -40,15 +40,13 @@ def test_document_problems_name_the_document():
 
 def test_mixed_modalities_are_refused():
     image = item(None, "a", uri="cat.jpg")
-    with pytest.raises(
-        DataError, match=r"mixed modalities: image \(e.g. document 4\), text \(e.g. document 0\)"
-    ):
+    with pytest.raises(DataError, match=r"mixed modalities: image \(e.g. document 4\), text \(e.g. document 0\)"):
         parse_fit_data([*TRAIN, image], FitConfig())
 
 
 def test_image_only_data_is_refused_for_the_text_path():
     docs = [item(None, label, tensor=np.zeros((3, 4, 4))) for label in "aabb"]
-    with pytest.raises(DataError, match="train document 0: holds an image"):
+    with pytest.raises(DataError, match="train document 0: holds image; this model takes text"):
         parse_fit_data(docs, FitConfig())
 
 

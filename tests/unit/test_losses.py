@@ -13,7 +13,11 @@ def batch():
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_loss_gives_a_finite_loss_and_gradient(name):
     embeddings, labels = batch()
-    loss = build(LOSSES, name, None)(embeddings, labels)
+    if LOSSES[name].pairs:
+        texts = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
+        loss = build(LOSSES, name, None)(embeddings, texts, torch.tensor(10.0))
+    else:
+        loss = build(LOSSES, name, None)(embeddings, labels)
     loss.backward()
     assert torch.isfinite(loss) and loss > 0
     assert embeddings.grad is not None and embeddings.grad.abs().sum() > 0
@@ -49,3 +53,16 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="unknown name"):
         build(LOSSES, "Nope", None)
     assert build(LOSSES, "InfoNCELoss", {"temperature": 0.5}).temperature == 0.5
+
+
+def test_clip_loss_matches_a_slow_reference():
+    images = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1)
+    texts = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1)
+    scale = torch.tensor(7.0)
+    loss = build(LOSSES, "CLIPLoss", None)(images, texts, scale)
+    terms = []
+    for i in range(6):
+        row = [scale * images[i] @ texts[j] for j in range(6)]
+        col = [scale * texts[i] @ images[j] for j in range(6)]
+        terms.append(-torch.log_softmax(torch.stack(row), 0)[i] - torch.log_softmax(torch.stack(col), 0)[i])
+    assert loss.item() == pytest.approx((torch.stack(terms).sum() / 12).item(), rel=1e-5)

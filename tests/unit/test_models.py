@@ -1,41 +1,170 @@
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from sentence_transformers import SentenceTransformer
+from torch import nn
 
+from finetuner_core.evaluation import label_retrieval_metrics
 from finetuner_core.models import (
     ModelNotAvailableError,
-    TextEmbeddingModel,
+    ModelOptions,
+    build_model,
+    check_available,
     list_backbones,
-    resolve_model_path,
+    load_model,
 )
+from finetuner_core.models.freeze import layer_groups
+
+IMAGE = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+VECTOR = np.linspace(-1, 1, 12, dtype=np.float32)
 
 
+def tiny_options(spec) -> dict:
+    """Random init where no weights are packaged, small images where the backbone allows it."""
+    options = {} if spec.packaged else {"pretrained": False}
+    if spec.modality == "image" and "vit" not in spec.name:
+        options["image_size"] = 32
+    if spec.family == "mlp":
+        options["input_dim"] = 12
+    return options
+
+
+def inputs_for(modality: str) -> list:
+    return {"text": ["how do I top up", "card lost"], "image": [IMAGE, IMAGE[::-1]], "vector": [VECTOR, -VECTOR]}[
+        modality
+    ]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", list_backbones(), ids=lambda spec: spec.name)
-def test_every_registered_backbone_loads_offline_and_embeds(spec):
-    model = TextEmbeddingModel.load(spec.name, "cpu")
-    embeddings = model.encode(["how do I top up my card", "my card has not arrived"])
-    assert embeddings.shape == (2, spec.output_dim) and embeddings.dtype == np.float32
+def test_every_registered_backbone_becomes_an_embedding_model(spec):
+    model = build_model(spec.name, tiny_options(spec), "cpu")
+    assert model.dim == spec.output_dim
+    for modality in ["text", "image"] if spec.modality == "text-image" else [spec.modality]:
+        embeddings = model.encode(inputs_for(modality))
+        assert embeddings.shape == (2, spec.output_dim) and np.isfinite(embeddings).all()
+    classifiers = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features in (1000, 21843)]
+    assert not classifiers, "the classification head is removed"
+
+
+@pytest.mark.parametrize(
+    "name,options,modality",
+    [
+        ("all-MiniLM-L6-v2", {}, "text"),
+        ("efficientnet-lite0", {"image_size": 32}, "image"),
+        ("mlp", {"input_dim": 12}, "vector"),
+        ("resnet50", {"pretrained": False, "image_size": 32, "pooling": "gem"}, "image"),
+        ("openclip/RN50", {"pretrained": False, "select_model": "clip-vision", "image_size": 64}, "image"),
+    ],
+)
+def test_projection_normalisation_and_save_load(name, options, modality, tmp_path):
+    model = build_model(name, {**options, "output_dim": 16}, "cpu")
+    embeddings = model.encode(inputs_for(modality))
+    assert embeddings.shape == (2, 16)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    again = load_model(model.save(tmp_path / "saved"), "cpu")
+    assert (again.name, again.modality, again.dim) == (model.name, model.modality, 16)
+    np.testing.assert_array_equal(again.encode(inputs_for(modality)), embeddings)
+    raw = build_model(name, {**options, "output_dim": 16, "normalize": False}, "cpu").encode(inputs_for(modality))
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
 
 
-def test_unknown_model_fails_with_an_offline_message():
-    with pytest.raises(ModelNotAvailableError) as info:
-        resolve_model_path("bert-base-uncased")
-    message = str(info.value)
-    assert "'bert-base-uncased' is not available offline" in message and "local folder" in message
+def test_two_tower_clip_saves_and_loads_both_towers(tmp_path):
+    model = build_model("lit-minilm-efficientnet-lite0", {"image_size": 64}, "cpu")
+    mixed = ["a photo of a cat", IMAGE]
+    again = load_model(model.save(tmp_path / "clip"), "cpu")
+    np.testing.assert_array_equal(again.encode(mixed), model.encode(mixed))
+    assert (tmp_path / "clip" / "open_clip_model.safetensors").exists()
 
 
-def test_a_saved_model_reloads_from_its_folder_and_with_sentence_transformers(minilm, tmp_path):
-    minilm.save(tmp_path / "model")
-    again = TextEmbeddingModel.load(str(tmp_path / "model"), "cpu")
-    texts = ["lost card", "exchange rate"]
-    np.testing.assert_allclose(again.encode(texts), minilm.encode(texts), atol=1e-5)
-    plain = SentenceTransformer(str(tmp_path / "model"), device="cpu")
-    np.testing.assert_allclose(
-        plain.encode(texts, normalize_embeddings=True), minilm.encode(texts), atol=1e-5
-    )
+def test_lit_model_trains_only_its_projections():
+    model = build_model("lit-minilm-efficientnet-lite0", {"image_size": 64}, "cpu")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(not n.startswith(("clip.visual.trunk", "clip.text.transformer")) for n in trainable)
+    assert "clip.logit_scale" in trainable
 
 
-def test_embed_keeps_gradients(minilm):
-    embeddings = minilm.embed(["a", "b"])
-    assert embeddings.requires_grad and embeddings.shape == (2, minilm.dim)
+def test_text_artifact_is_a_sentence_transformers_folder(tmp_path):
+    model = build_model("all-MiniLM-L6-v2", {"output_dim": 32}, "cpu")
+    model.save(tmp_path / "text")
+    plain = SentenceTransformer(str(tmp_path / "text"), device="cpu")
+    texts = ["exchange rate", "card arrival"]
+    np.testing.assert_allclose(plain.encode(texts), model.encode(texts), atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+def test_text_pooling_modes(pooling, minilm):
+    texts = ["why was my card declined", "top up failed"]
+    embeddings = build_model("all-MiniLM-L6-v2", {"pooling": pooling}, "cpu").encode(texts)
+    same = np.allclose(embeddings, minilm.encode(texts), atol=1e-5)
+    assert same == (pooling == "mean"), "MiniLM's own pooling is mean"
+
+
+def test_freeze_exactly_the_requested_groups_and_is_safe_to_repeat():
+    model = build_model("efficientnet-lite0", {"image_size": 32, "output_dim": 8}, "cpu")
+    groups = layer_groups(model.backbone)
+    assert "model.conv_stem" in groups and "model.blocks.0" in groups
+
+    def trainable() -> set[str]:
+        return {name for name, p in model.named_parameters() if p.requires_grad}
+
+    everything = trainable()
+    model.apply_freeze(True)
+    assert trainable() == {"projection.weight", "projection.bias"}
+    model.apply_freeze(["model.conv_stem", "model.blocks.0"])
+    once = trainable()
+    model.apply_freeze(["model.conv_stem", "model.blocks.0"])
+    assert trainable() == once
+    frozen = everything - once
+    assert frozen and all(n.startswith(("backbone.model.conv_stem", "backbone.model.blocks.0.")) for n in frozen)
+    model.apply_freeze(False)
+    assert trainable() == everything
+    with pytest.raises(ValueError, match="unknown layer group"):
+        model.apply_freeze(["nope"])
+
+
+def test_unavailable_models_fail_with_an_offline_message(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="'bert-base-uncased' is not available offline"):
+        check_available("bert-base-uncased")
+    with pytest.raises(ModelNotAvailableError, match="no packaged weights.*'pretrained': False"):
+        check_available("resnet50")
+    with pytest.raises(ModelNotAvailableError, match="not found"):
+        check_available("resnet50", weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(ModelNotAvailableError, match="unknown open_clip architecture"):
+        build_model("openclip/NoSuchArch", {"pretrained": False})
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    source = build_model("resnet50", {"pretrained": False, "image_size": 32}, "cpu")
+    state = {f"{k}": v for k, v in source.backbone.state_dict().items()}
+    state["fc.weight"] = torch.zeros(1000, 2048)  # a classifier the embedding model does not keep
+    torch.save(state, tmp_path / "resnet50.pth")
+    loaded = build_model("resnet50", {"weights": str(tmp_path / "resnet50.pth"), "image_size": 32}, "cpu")
+    np.testing.assert_allclose(loaded.encode([IMAGE]), source.encode([IMAGE]), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["vit_b_16", "timm/vit_base_patch16_224"])
+def test_gem_pooling_is_refused_for_vision_transformers(name):
+    with pytest.raises(ValueError, match="pooling 'gem' does not apply"):
+        build_model(name, {"pretrained": False, "pooling": "gem"}, "cpu")
+
+
+def test_model_options_are_validated():
+    with pytest.raises(ValueError):
+        ModelOptions(select_model="clip-audio")
+    with pytest.raises(ValueError, match="MLP needs"):
+        build_model("mlp", {}, "cpu")
+
+
+@pytest.mark.slow
+def test_packaged_efficientnet_has_imagenet_features(data_dir):
+    """Nearest neighbours of CIFAR-10 images are mostly same-class with the real weights, not at random init."""
+    paths = [p for folder in sorted((data_dir / "cifar10" / "test").iterdir()) for p in sorted(folder.iterdir())[:20]]
+    images = [Image.open(p).convert("RGB") for p in paths]
+    labels = [p.parent.name for p in paths]
+    pretrained = build_model("efficientnet-lite0", {}, "cpu").encode(images)
+    random = build_model("efficientnet-lite0", {"pretrained": False}, "cpu").encode(images)
+    p1 = label_retrieval_metrics(pretrained, labels, (1,))["precision@1"]
+    p1_random = label_retrieval_metrics(random, labels, (1,))["precision@1"]
+    assert p1 > 0.4 and p1 > p1_random + 0.15, (p1, p1_random)

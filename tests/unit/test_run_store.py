@@ -1,19 +1,19 @@
 import pytest
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledText
+from finetuner_core.data import LabeledItem
 from finetuner_core.runs import RunNotFoundError, RunStatus, RunStore
 from finetuner_core.runs.artifact import read_chunk, read_manifest, write_manifest
 
-TRAIN = [LabeledText("a1", "a"), LabeledText("b1", "b")]
+TRAIN = [LabeledItem("a1", "a"), LabeledItem("b1", "b")]
 
 
 def test_a_run_keeps_its_config_data_status_logs_and_metrics(tmp_path):
     store = RunStore(tmp_path)
-    run_id = store.create(FitConfig(epochs=3), TRAIN, [LabeledText("q", "a")])
+    run_id = store.create(FitConfig(epochs=3), TRAIN, [LabeledItem("q", "a")])
     assert store.list_ids() == [run_id]
     assert store.config(run_id).epochs == 3
-    assert store.data(run_id, "train") == [LabeledText("a1", "a"), LabeledText("b1", "b")]
+    assert store.data(run_id, "train") == [LabeledItem("a1", "a"), LabeledItem("b1", "b")]
     assert store.status(run_id)["status"] == RunStatus.CREATED
     store.set_status(run_id, RunStatus.FAILED, error="boom")
     assert store.status(run_id)["status"] == "FAILED" and store.status(run_id)["error"] == "boom"

@@ -1,11 +1,11 @@
 import pytest
 
-from finetuner_core.data import DataError, LabeledText
+from finetuner_core.data import DataError, LabeledItem
 from finetuner_core.data.validation import validate_labeled
 
 
 def records(*pairs):
-    return [LabeledText(text, label, source=f"row {i + 2}") for i, (text, label) in enumerate(pairs)]
+    return [LabeledItem(text, label, source=f"row {i + 2}") for i, (text, label) in enumerate(pairs)]
 
 
 GOOD = [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")]

@@ -1,7 +1,7 @@
 """Read Finetuner's labeled CSV format: ``text,label`` per row.
 
-- The header is optional: ``header=None`` takes the first row as a header when its cells are known
-  column names (``text``/``sentence``/... and ``label``/``finetuner_label``/``category``/...).
+- The header is optional: ``header=None`` takes the first row as a header when both cells are known
+  column names (``text``/``sentence``/``image``/... and ``label``/``finetuner_label``/``category``/...).
 - The dialect (delimiter, quoting) is sniffed from the first few kilobytes unless one is named.
 - The file is decoded with the given encoding; bytes that do not decode are reported with their line.
 
@@ -17,10 +17,13 @@ import io
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import LabeledText
+from finetuner_core.data.records import LabeledItem
 
-TEXT_HEADERS = {"text", "sentence", "query", "anchor", "document"}
-LABEL_HEADERS = {"label", "finetuner_label", "category", "class", "labels"}
+HEADER_NAMES = {
+    *("text", "sentence", "query", "anchor", "document", "caption"),
+    *("image", "image_path", "image_uri", "path", "uri", "file"),
+    *("label", "finetuner_label", "category", "class", "labels"),
+}
 SNIFF_BYTES = 16 * 1024
 DELIMITERS = ",;\t|"
 
@@ -31,9 +34,7 @@ class CSVOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     encoding: str = Field("utf-8", description="text encoding of the file, e.g. utf-8, latin-1")
-    dialect: str = Field(
-        "auto", description="'auto' (sniffed) or a csv module dialect: excel, excel-tab, unix"
-    )
+    dialect: str = Field("auto", description="'auto' (sniffed) or a csv module dialect: excel, excel-tab, unix")
     header: bool | None = Field(None, description="True / False, or None to detect a known header row")
 
     @field_validator("encoding")
@@ -54,27 +55,32 @@ class CSVOptions(BaseModel):
         return value
 
 
-def read_labeled_csv(content: bytes, name: str, options: CSVOptions | None = None) -> list[LabeledText]:
+def read_labeled_csv(content: bytes, name: str, options: CSVOptions | None = None) -> list[LabeledItem]:
     """Parse ``content`` (the bytes of a CSV file called ``name``) into labeled texts.
 
     Raises :class:`DataError` naming each bad row (1-based line numbers of the file).
     """
+    rows = read_csv_rows(content, name, options)
+    return [LabeledItem(content=cells[0], label=cells[1], source=where) for where, cells in rows]
+
+
+def read_csv_rows(
+    content: bytes, name: str, options: CSVOptions | None = None, columns: str = "text, label"
+) -> list[tuple[str, list[str]]]:
+    """``(where, [cell, cell])`` for every data row of a two-column CSV file, or one :class:`DataError`."""
     options = options or CSVOptions()
     text = _decode(content, name, options.encoding)
     rows = list(_rows(text, name, options.dialect))
     if rows and _is_header(rows[0][1], options.header):
         rows = rows[1:]
-    records, problems = [], []
-    for line, cells in rows:
-        if len(cells) != 2:
-            problems.append(
-                Problem(f"{name} row {line}", f"expected 2 columns (text, label), found {len(cells)}")
-            )
-            continue
-        records.append(LabeledText(text=cells[0], label=cells[1], source=f"{name} row {line}"))
+    problems = [
+        Problem(f"{name} row {line}", f"expected 2 columns ({columns}), found {len(cells)}")
+        for line, cells in rows
+        if len(cells) != 2
+    ]
     if problems:
         raise DataError(name, problems)
-    return records
+    return [(f"{name} row {line}", cells) for line, cells in rows]
 
 
 def _decode(content: bytes, name: str, encoding: str) -> str:
@@ -118,4 +124,4 @@ def _is_header(cells: list[str], header: bool | None) -> bool:
     if header is not None:
         return header
     names = [cell.strip().lower() for cell in cells]
-    return len(names) == 2 and names[0] in TEXT_HEADERS and names[1] in LABEL_HEADERS
+    return len(names) == 2 and all(name in HEADER_NAMES for name in names)

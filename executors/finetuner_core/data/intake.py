@@ -1,92 +1,188 @@
-"""From what a user sent (item documents and CSV files, for training and evaluation) to validated records.
+"""From what a user sent (item documents, CSV files and the image files they name) to validated records.
 
 Works on duck-typed documents (anything with the attributes of :class:`finetuner_core.wire.FinetunerDoc`),
-so it is tested without a Flow. A data set is accepted whole or refused with one :class:`DataError`.
+so it is tested without a Flow. What a split must hold follows from the model's modality:
+
+- ``text`` / ``image`` / ``vector``: labeled items (``text``; an image in ``blob``/``uri``/``tensor``; a 1-d
+  ``tensor``), or CSV rows ``text,label`` / ``image,label``
+- ``text-image``: unlabeled pairs (a document with ``text`` and an image), or CSV rows ``image,text``
+
+Images named in a CSV come as ``kind="file"`` documents called by the path the CSV uses; nothing is read from
+the server's disk. A data set is accepted whole or refused with one :class:`DataError`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
-from finetuner_core.data.csv_reader import CSVOptions, read_labeled_csv
+import numpy as np
+
+from finetuner_core.data.csv_reader import CSVOptions, read_csv_rows
 from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import LabeledText
-from finetuner_core.data.validation import validate_labeled
+from finetuner_core.data.images import load_images, looks_like_image_reference
+from finetuner_core.data.records import LabeledItem, PairItem
+from finetuner_core.data.validation import validate_labeled, validate_pairs
+from finetuner_core.models.registry import expected_modality
 
 SPLITS = ("train", "eval")
+Item = LabeledItem | PairItem
 
 
-def parse_fit_data(docs, config) -> dict[str, list[LabeledText]]:
+def parse_fit_data(docs, config) -> dict[str, list[Item]]:
     """Training (required) and evaluation (optional) records for a fit with ``config`` (a FitConfig).
 
     The class sampler needs two items of a class in a batch, so it refuses classes with one item.
     """
+    modality = expected_modality(config.model, config.model_options.select_model)
     min_items = 2 if config.sampler == "class" else 1
-    return parse_labeled_data(docs, config.csv_options, min_items_per_class=min_items)
+    return parse_data(docs, modality, config.csv_options, min_items_per_class=min_items)
 
 
-def parse_labeled_data(
-    docs, csv_options: CSVOptions, min_items_per_class: int = 2, required: tuple[str, ...] = ("train",)
-) -> dict[str, list[LabeledText]]:
-    """Validated labeled records per split (``train``/``eval``) from item documents and CSV files."""
-    by_split: dict[str, list] = defaultdict(list)
-    problems = []
-    for index, doc in enumerate(docs):
-        split = getattr(doc, "split", "train")
-        if split not in SPLITS:
-            problems.append(
-                Problem(f"document {index}", f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-            )
-        by_split[split].append((index, doc))
-    if problems:
-        raise DataError("request", problems)
+def parse_data(
+    docs,
+    modality: str,
+    csv_options: CSVOptions,
+    min_items_per_class: int = 2,
+    required: tuple[str, ...] = ("train",),
+) -> dict[str, list[Item]]:
+    """Validated records per split (``train``/``eval``) for a model of ``modality``."""
+    docs = list(docs)
+    files = {doc.name: doc.blob for doc in docs if getattr(doc, "kind", "item") == "file"}
+    by_split = _by_split([(i, doc) for i, doc in enumerate(docs) if getattr(doc, "kind", "item") != "file"])
     result = {}
     for split in SPLITS:
         if split not in by_split and split not in required:
             continue
-        records = _records(by_split.get(split, []), split, csv_options)
-        validate_labeled(records, split, min_items_per_class if split == "train" else 1)
+        records = _records(by_split.get(split, []), split, modality, csv_options, files)
+        if modality == "text-image":
+            validate_pairs(records, split)
+        else:
+            validate_labeled(records, split, min_items_per_class if split == "train" else 1)
         result[split] = records
     return result
 
 
-def _records(indexed_docs: list, split: str, csv_options: CSVOptions) -> list[LabeledText]:
-    records: list[LabeledText] = []
-    items = [(i, doc) for i, doc in indexed_docs if getattr(doc, "kind", "item") == "item"]
+def _by_split(indexed_docs: list) -> dict[str, list]:
+    by_split: dict[str, list] = defaultdict(list)
+    problems = []
+    for index, doc in indexed_docs:
+        split = getattr(doc, "split", "train")
+        if split not in SPLITS:
+            problems.append(Problem(f"document {index}", f"unknown split {split!r}; allowed: {', '.join(SPLITS)}"))
+        by_split[split].append((index, doc))
+    if problems:
+        raise DataError("request", problems)
+    return by_split
+
+
+def _records(indexed_docs: list, split: str, modality: str, csv_options: CSVOptions, files: dict) -> list[Item]:
+    raw: list[tuple[str, Any, Any]] = []  # (where, content or image value, label or text)
     for _, doc in indexed_docs:
         if getattr(doc, "kind", "item") == "csv":
-            records.extend(read_labeled_csv(doc.blob or b"", doc.name or "data.csv", csv_options))
-    _check_modalities(items, split)
-    records.extend(
-        LabeledText(text=doc.text, label=doc.finetuner_label, source=f"{split} document {i}")
-        for i, doc in items
-    )
-    return records
+            raw.extend(_csv_rows(doc, modality, csv_options, files))
+    items = [(i, doc) for i, doc in indexed_docs if getattr(doc, "kind", "item") == "item"]
+    _check_modalities(items, split, modality)
+    raw.extend(_item_row(doc, f"{split} document {i}", modality) for i, doc in items)
+    return _build(raw, split, modality)
+
+
+def _csv_rows(doc, modality: str, options: CSVOptions, files: dict) -> list[tuple[str, Any, Any]]:
+    name = doc.name or "data.csv"
+    if modality == "vector":
+        raise DataError(name, [Problem(name, "vectors come as DocList tensors, not CSV files")])
+    columns = {"text": "text, label", "image": "image, label", "text-image": "image, text"}[modality]
+    rows = read_csv_rows(doc.blob or b"", name, options, columns)
+    if modality == "text":
+        return [(where, cells[0], cells[1]) for where, cells in rows]
+    if modality == "image":
+        return [(where, _attached(cells[0], files), cells[1]) for where, cells in rows]
+    return [_pair_cells(where, cells, files) for where, cells in rows]
+
+
+def _pair_cells(where: str, cells: list[str], files: dict) -> tuple[str, Any, Any]:
+    is_image = [looks_like_image_reference(cell) for cell in cells]
+    if is_image.count(True) != 1:
+        raise DataError(where, [Problem(where, "a text-image row needs one image path (or data URI) and one text")])
+    image, text = (cells[0], cells[1]) if is_image[0] else (cells[1], cells[0])
+    return where, _attached(image, files), text
+
+
+def _attached(reference: str, files: dict) -> Any:
+    """A CSV's image reference: a data URI as it is, else the bytes of the file sent with the CSV."""
+    if reference.strip().lower().startswith("data:"):
+        return reference
+    return files.get(reference, _Missing(reference))
+
+
+class _Missing:
+    """An image the CSV names but the request did not carry; load_images reports it."""
+
+    def __init__(self, reference: str):
+        self.reference = reference
+
+    def __repr__(self) -> str:
+        return f"image {self.reference!r} (not sent with the CSV file)"
+
+
+def _item_row(doc, where: str, modality: str) -> tuple[str, Any, Any]:
+    if modality == "text":
+        return where, doc.text, doc.finetuner_label
+    if modality == "vector":
+        return where, doc.tensor, doc.finetuner_label
+    image = doc.blob if doc.blob is not None else doc.uri if doc.uri is not None else doc.tensor
+    return (where, image, doc.text) if modality == "text-image" else (where, image, doc.finetuner_label)
+
+
+def _build(raw: list[tuple[str, Any, Any]], split: str, modality: str) -> list[Item]:
+    if modality == "vector" and any(value is None for _, value, _ in raw):
+        raise DataError(split, [Problem(w, "the vector (field 'tensor') is missing") for w, v, _ in raw if v is None])
+    if modality in ("text", "vector"):
+        return [LabeledItem(_vector(c) if modality == "vector" else c, label, where) for where, c, label in raw]
+    missing = [Problem(where, f"{value!r}") for where, value, _ in raw if isinstance(value, _Missing)]
+    if missing:
+        raise DataError(split, missing)
+    images = load_images([value for _, value, _ in raw], [where for where, _, _ in raw], dataset=split)
+    if modality == "image":
+        return [LabeledItem(image, label, where) for image, (where, _, label) in zip(images, raw, strict=True)]
+    return [PairItem(text, image, where) for image, (where, _, text) in zip(images, raw, strict=True)]
+
+
+def _vector(value: Any) -> Any:
+    return None if value is None else np.asarray(value, dtype=np.float32).reshape(-1)
 
 
 def modality(doc) -> str:
     """``text``, ``image``, ``text+image`` or ``none`` from which fields a document fills."""
     has_text = getattr(doc, "text", None) is not None
-    has_image = getattr(doc, "uri", None) is not None or getattr(doc, "tensor", None) is not None
+    has_image = any(getattr(doc, field, None) is not None for field in ("uri", "tensor", "blob"))
     return {(True, False): "text", (False, True): "image", (True, True): "text+image"}.get(
         (has_text, has_image), "none"
     )
 
 
-def _check_modalities(items: list, split: str) -> None:
-    """Labeled text items are all this path takes: a mix of modalities or an image is refused."""
+def _check_modalities(items: list, split: str, expected: str) -> None:
+    """One modality per data set, and the one the model takes."""
     kinds = {i: modality(doc) for i, doc in items}
     present = sorted(set(kinds.values()) - {"none"})
     if len(present) > 1:
         first = {kind: next(i for i, k in kinds.items() if k == kind) for kind in present}
         summary = ", ".join(f"{kind} (e.g. document {i})" for kind, i in first.items())
-        raise DataError(
-            split, [Problem(split, f"mixed modalities: {summary}; a data set holds one modality")]
-        )
+        raise DataError(split, [Problem(split, f"mixed modalities: {summary}; a data set holds one modality")])
+    wanted = {"text": "text", "image": "image", "vector": "image", "text-image": "text+image"}[expected]
     problems = [
-        Problem(f"{split} document {i}", "holds an image; labeled training here takes text (field 'text')")
+        Problem(f"{split} document {i}", f"holds {kind}; this model takes {_describe(expected)}")
         for i, kind in kinds.items()
-        if kind in ("image", "text+image")
+        if kind not in (wanted, "none")
     ]
     if problems:
         raise DataError(split, problems)
+
+
+def _describe(expected: str) -> str:
+    return {
+        "text": "text (field 'text')",
+        "image": "an image (field 'blob', 'uri' or 'tensor')",
+        "vector": "a vector (field 'tensor')",
+        "text-image": "text-image pairs (fields 'text' and an image)",
+    }[expected]

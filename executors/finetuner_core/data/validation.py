@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import Counter
 
 from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import LabeledText
+from finetuner_core.data.records import LabeledItem
 
 
-def validate_labeled(records: list[LabeledText], dataset: str, min_items_per_class: int = 2) -> None:
+def validate_labeled(records: list[LabeledItem], dataset: str, min_items_per_class: int = 2) -> None:
     """Refuse ``records`` unless every text and label is present and the classes can form triplets.
 
     ``min_items_per_class`` is what the sampler needs: an anchor needs a positive of its own class.
@@ -26,17 +26,17 @@ def validate_labeled(records: list[LabeledText], dataset: str, min_items_per_cla
         raise DataError(dataset, problems)
 
 
-def _record_problems(record: LabeledText, index: int) -> list[Problem]:
+def _record_problems(record: LabeledItem, index: int) -> list[Problem]:
     where = record.source or f"item {index}"
     problems = []
-    if record.text is None or not str(record.text).strip():
+    if record.content is None or (isinstance(record.content, str) and not record.content.strip()):
         problems.append(Problem(where, "text is empty or whitespace"))
     if record.label is None or not str(record.label).strip():
         problems.append(Problem(where, "label is missing"))
     return problems
 
 
-def _class_problems(records: list[LabeledText], dataset: str, min_items_per_class: int) -> list[Problem]:
+def _class_problems(records: list[LabeledItem], dataset: str, min_items_per_class: int) -> list[Problem]:
     counts = Counter(record.label for record in records)
     if len(counts) < 2:
         only = next(iter(counts))
@@ -52,3 +52,16 @@ def _class_problems(records: list[LabeledText], dataset: str, min_items_per_clas
         for index, record in enumerate(records)
         if record.label in small
     ]
+
+
+def validate_pairs(records: list, dataset: str) -> None:
+    """Refuse text-image pairs unless there are some and every text is present (images are checked on load)."""
+    if not records:
+        raise DataError(dataset, [Problem(dataset, "the data set is empty")])
+    problems = [
+        Problem(record.source or f"item {index}", "text is empty or whitespace")
+        for index, record in enumerate(records)
+        if not isinstance(record.text, str) or not record.text.strip()
+    ]
+    if problems:
+        raise DataError(dataset, problems)

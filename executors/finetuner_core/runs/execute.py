@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from finetuner_core.data.records import PairItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
-from finetuner_core.models.text import TextEmbeddingModel
+from finetuner_core.evaluation.pairs import evaluate_pairs
+from finetuner_core.models.build import build_model
 from finetuner_core.runs.artifact import write_manifest
 from finetuner_core.runs.store import RunStatus, RunStore
 from finetuner_core.training.callbacks import LoggingCallback, StopCallback
@@ -33,15 +35,17 @@ def execute_run(store: RunStore, run_id: str, should_stop=lambda: False) -> None
 def _execute(store: RunStore, run_id: str, log, should_stop) -> None:
     config = store.config(run_id)
     train_data, eval_data = store.data(run_id, "train"), store.data(run_id, "eval")
-    log(f"loading model {config.model!r} on device {config.device!r}")
-    model = TextEmbeddingModel.load(config.model, config.device)
-    log(f"model on {model.device}, {model.dim}-d embeddings; {len(train_data)} training items")
+    log(f"building model {config.model!r} on device {config.device!r}")
+    model = build_model(config.model, config.model_options, config.device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(
+        f"{model.family} {model.modality} model on {model.device}, {model.dim}-d embeddings, "
+        f"{trainable:,} trainable parameters; {len(train_data)} training items, loss {config.loss_name}"
+    )
     ks = tuple(config.eval_ks)
     if eval_data:
         _evaluate(store, run_id, "before", model, eval_data, ks, log)
-    state = train(
-        model, train_data, config, [LoggingCallback(log, config.log_every), StopCallback(should_stop)]
-    )
+    state = train(model, train_data, config, [LoggingCallback(log, config.log_every), StopCallback(should_stop)])
     if state.stop:
         log("cancelled")
         store.set_status(run_id, RunStatus.CANCELLED)
@@ -56,7 +60,8 @@ def _execute(store: RunStore, run_id: str, log, should_stop) -> None:
 
 def _evaluate(store, run_id, stage, model, eval_data, ks, log) -> None:
     log(f"evaluating ({stage}) on {len(eval_data)} items")
-    metrics = evaluate_labeled(model, eval_data, ks)
+    evaluate = evaluate_pairs if isinstance(eval_data[0], PairItem) else evaluate_labeled
+    metrics = evaluate(model, eval_data, ks)
     store.set_metrics(run_id, stage, metrics)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("precision@1", "mrr@")))
     log(f"metrics {stage}: {shown}")

@@ -23,8 +23,7 @@ class RunQueue:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._cancelled: set[str] = set()
         self._workers = [
-            threading.Thread(target=self._work, daemon=True, name=f"run-worker-{i}")
-            for i in range(concurrency)
+            threading.Thread(target=self._work, daemon=True, name=f"run-worker-{i}") for i in range(concurrency)
         ]
         self._recover()
         for worker in self._workers:

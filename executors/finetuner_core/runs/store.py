@@ -3,8 +3,9 @@
 Layout (one folder per run)::
 
     <root>/<run_id>/config.json     the validated FitConfig
-                   /train.jsonl      accepted training data ({"text", "label"} per line)
+                   /train.jsonl      accepted training data, a JSON row per item (data.records.to_row)
                    /eval.jsonl       accepted evaluation data (optional)
+                   /images/          the data's images as PNG files, named by the rows
                    /status.json      {"status", "error", "created_at", "updated_at"}
                    /logs.jsonl       {"time", "message"} per line
                    /metrics.json     {"before": {...}, "after": {...}}
@@ -26,8 +27,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from finetuner_core.config import FitConfig
-from finetuner_core.data.records import LabeledText
+from finetuner_core.data.images import image_from_png_bytes, image_to_png_bytes
+from finetuner_core.data.records import LabeledItem, PairItem, from_row, to_row
+
+Item = LabeledItem | PairItem
 
 RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -62,19 +68,18 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def create(self, config: FitConfig, train: list[LabeledText], eval_data: list[LabeledText]) -> str:
-        """Store a new run with its data, all or nothing, and return its id."""
+    def create(self, config: FitConfig, train: list[Item], eval_data: list[Item]) -> str:
+        """Store a new run with its data (images as PNG files), all or nothing, and return its id."""
         run_id = uuid.uuid4().hex[:16]
         staging = self.root / f".{run_id}.tmp"
-        staging.mkdir()
+        (staging / "images").mkdir(parents=True)
         _write_json(staging / "config.json", config.model_dump(mode="json"))
-        _write_jsonl(staging / "train.jsonl", [r.to_dict() for r in train])
+        save_image = _image_writer(staging)
+        _write_jsonl(staging / "train.jsonl", [to_row(r, save_image) for r in train])
         if eval_data:
-            _write_jsonl(staging / "eval.jsonl", [r.to_dict() for r in eval_data])
+            _write_jsonl(staging / "eval.jsonl", [to_row(r, save_image) for r in eval_data])
         now = time.time()
-        _write_json(
-            staging / "status.json", {"status": RunStatus.CREATED, "created_at": now, "updated_at": now}
-        )
+        _write_json(staging / "status.json", {"status": RunStatus.CREATED, "created_at": now, "updated_at": now})
         os.replace(staging, self.root / run_id)
         return run_id
 
@@ -90,11 +95,16 @@ class RunStore:
     def config(self, run_id: str) -> FitConfig:
         return FitConfig.model_validate(_read_json(self.path(run_id) / "config.json"))
 
-    def data(self, run_id: str, split: str) -> list[LabeledText]:
-        path = self.path(run_id) / f"{split}.jsonl"
+    def data(self, run_id: str, split: str) -> list[Item]:
+        folder = self.path(run_id)
+        path = folder / f"{split}.jsonl"
         if not path.exists():
             return []
-        return [LabeledText.from_dict(json.loads(line)) for line in path.read_text("utf-8").splitlines()]
+
+        def load_image(name: str) -> Image.Image:
+            return image_from_png_bytes((folder / name).read_bytes())
+
+        return [from_row(json.loads(line), load_image) for line in path.read_text("utf-8").splitlines()]
 
     def status(self, run_id: str) -> dict[str, Any]:
         return _read_json(self.path(run_id) / "status.json")
@@ -134,6 +144,17 @@ class RunStore:
 
     def artifact_dir(self, run_id: str) -> Path:
         return self.path(run_id) / "model"
+
+
+def _image_writer(folder: Path):
+    counter = iter(range(1 << 62))
+
+    def save(image: Image.Image) -> str:
+        name = f"images/{next(counter):08d}.png"
+        (folder / name).write_bytes(image_to_png_bytes(image))
+        return name
+
+    return save
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -1,4 +1,4 @@
-"""The training loop: sample a batch, embed, (mine), compute the loss, step. Everything else is a callback."""
+"""The training loop: a batch from the task, its loss, a step. Everything else is a callback."""
 
 from __future__ import annotations
 
@@ -7,42 +7,29 @@ import time
 import torch
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.records import LabeledText
-from finetuner_core.training import losses
 from finetuner_core.training.callbacks import Callback
-from finetuner_core.training.samplers import SAMPLERS
 from finetuner_core.training.state import TrainState
+from finetuner_core.training.tasks import make_task
 
 
-def train(model, records: list[LabeledText], config: FitConfig, callbacks: list[Callback] = ()) -> TrainState:
-    """Fine-tune ``model`` (a :class:`TextEmbeddingModel`) on labeled ``records`` in place."""
+def train(model, records: list, config: FitConfig, callbacks: list[Callback] = ()) -> TrainState:
+    """Fine-tune ``model`` (an :class:`EmbeddingModel`) in place on labeled items or text-image pairs."""
     torch.manual_seed(config.seed)
-    texts = [record.text for record in records]
-    class_ids = _class_ids([record.label for record in records])
-    sampler = SAMPLERS[config.sampler].build(
-        [record.label for record in records], config.batch_size, config.num_items_per_class, seed=config.seed
-    )
-    loss_fn = losses.build(losses.LOSSES, config.loss, config.loss_options)
-    miner = losses.build(losses.MINERS, config.miner, config.miner_options) if config.uses_miner else None
+    task = make_task(records, config)
+    sampler = task.sampler
     total = len(sampler) * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
-    optimizer = _optimizer(model.module, config)
+    optimizer = _optimizer(model, config)
     scheduler = _warmup_linear(optimizer, total, config.warmup_ratio)
     state = TrainState(epochs=config.epochs, total_steps=total)
     _each(callbacks, "on_train_begin", state)
-    model.module.train()
+    model.train()
     start = time.perf_counter()
     for epoch in range(config.epochs):
         state.epoch = epoch
         sampler.set_epoch(epoch)
         for batch in sampler:
-            labels = class_ids[batch].to(model.device)
-            embeddings = model.embed([texts[i] for i in batch])
-            loss = (
-                loss_fn(embeddings, labels, miner(embeddings, labels))
-                if miner
-                else loss_fn(embeddings, labels)
-            )
+            loss = task.loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -57,14 +44,9 @@ def train(model, records: list[LabeledText], config: FitConfig, callbacks: list[
         _each(callbacks, "on_epoch_end", state)
         if state.stop or state.step >= total:
             break
-    model.module.eval()
+    model.eval()
     _each(callbacks, "on_train_end", state)
     return state
-
-
-def _class_ids(labels: list[str]) -> torch.Tensor:
-    ids = {label: i for i, label in enumerate(sorted(set(labels)))}
-    return torch.tensor([ids[label] for label in labels])
 
 
 def _optimizer(module: torch.nn.Module, config: FitConfig) -> torch.optim.Optimizer:

@@ -1,7 +1,8 @@
 """Losses and miners, by name, wrapping pytorch-metric-learning.
 
-Every loss takes L2-normalised embeddings ``# (batch, dim)`` and integer class ids ``# (batch,)``, and
-measures with cosine similarity. Options are checked against each entry's defaults, so a typo names the
+Every label loss takes L2-normalised embeddings ``# (batch, dim)`` and integer class ids ``# (batch,)``,
+and measures with cosine similarity; the pair loss (CLIPLoss, ``pairs=True``) takes image and text embeddings
+``# (batch, dim)`` and the exponentiated logit scale. Options are checked against each entry's defaults, so a typo names the
 options that exist.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from open_clip.loss import ClipLoss
 from pytorch_metric_learning import distances, losses, miners
 
 
@@ -24,6 +26,7 @@ class LossSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     uses_miner: bool = False
     description: str = ""
+    pairs: bool = False
 
 
 def _cosine() -> distances.CosineSimilarity:
@@ -47,6 +50,13 @@ LOSSES: dict[str, LossSpec] = {
             lambda temperature: losses.NTXentLoss(temperature=temperature, distance=_cosine()),
             {"temperature": 0.05},
             description="in-batch negatives (multiple-negatives ranking); same-label items are positives",
+        ),
+        LossSpec(
+            "CLIPLoss",
+            lambda: ClipLoss(),
+            {},
+            description="text-image pairs: symmetric cross-entropy over the batch, learnable temperature",
+            pairs=True,
         ),
         LossSpec(
             "SupConLoss",

@@ -1,0 +1,186 @@
+"""Images: timm and torchvision CNNs and ViTs with the classifier removed, pooled, projected, normalised.
+
+Head removal is generic and structural, with no forward pass: timm models are built without a classifier
+(``num_classes=0, global_pool=""``) and give feature maps or tokens; for torchvision models the last
+``nn.Linear`` in registration order is the classifier and becomes ``Identity``, and the last adaptive average
+pool can become GeM. Weights come from the packaged EfficientNet-Lite0 checkpoint, from a local file
+(``weights=...``), or are random when ``pretrained=False`` is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import timm
+import torch
+import torchvision
+from torch import nn
+from torchvision.transforms import v2
+
+from finetuner_core.data.images import load_image
+from finetuner_core.models.base import EmbeddingModel, pick_device
+from finetuner_core.models.options import ModelOptions
+from finetuner_core.models.pooling import IMAGE_POOLING
+
+WEIGHTS_FILE = "model.safetensors"
+TOKEN_POOLING = ("cls", "mean")
+
+
+class ImageEmbeddingModel(EmbeddingModel):
+    modality = "image"
+
+    def __init__(
+        self,
+        name: str,
+        family: str,
+        options: ModelOptions,
+        backbone: nn.Module,
+        feature_dim: int,
+        transform: Callable[[Any], torch.Tensor],
+        num_prefix_tokens: int = 1,
+    ):
+        super().__init__(name, family, options)
+        self.backbone = backbone
+        self._feature_dim = feature_dim
+        self.transform = transform
+        self.num_prefix_tokens = num_prefix_tokens
+        self.pool = IMAGE_POOLING[options.pooling]() if options.pooling in IMAGE_POOLING else IMAGE_POOLING["avg"]()
+        self.add_head()
+
+    def preprocess(self, inputs: list[Any]) -> torch.Tensor:
+        """Images (paths, bytes, data URIs, arrays, PIL) -> ``# (batch, 3, size, size)``"""
+        return torch.stack([self.transform(load_image(value, f"item {i}")) for i, value in enumerate(inputs)])
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        x = self.backbone(batch)
+        if x.ndim == 4:  # (batch, channels, h, w): a CNN's feature maps
+            return self.pool(x)
+        if x.ndim == 3:  # (batch, tokens, width): a ViT's tokens
+            return x[:, 0] if self.options.pooling in (None, "cls") else x[:, self.num_prefix_tokens :].mean(1)
+        return x
+
+    @property
+    def feature_dim(self) -> int:
+        return self._feature_dim
+
+    def backbone_module(self) -> nn.Module:
+        return self.backbone
+
+    def save_weights(self, directory: Path) -> None:
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        safetensors.torch.save_file(state, str(directory / WEIGHTS_FILE))
+
+    def load_weights(self, directory: Path) -> None:
+        self.load_state_dict(safetensors.torch.load_file(str(directory / WEIGHTS_FILE)))
+
+
+class TimmFeatures(nn.Module):
+    """A timm model without its classifier: ``forward`` gives feature maps or tokens."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+def build_timm(
+    name: str,
+    timm_name: str,
+    options: ModelOptions,
+    device: str,
+    weights: str | None = None,
+    loader: Callable[[nn.Module, str], None] | None = None,
+) -> ImageEmbeddingModel:
+    """A timm backbone; ``weights`` (a file) is loaded with ``loader`` or by matching state-dict keys."""
+    model = timm.create_model(timm_name, pretrained=False, num_classes=0, global_pool="")
+    weights = _weights_path(name, options, weights)
+    if weights:
+        (loader or _load_matching)(model, weights)
+    config = timm.data.resolve_data_config({}, model=model)
+    size = options.image_size or config["input_size"][-1]
+    _check_pooling(options, model.num_features, is_vit=hasattr(model, "patch_embed"))
+    transform = _transform(size, config["mean"], config["std"], config.get("crop_pct", 0.875))
+    prefix = getattr(model, "num_prefix_tokens", 1)
+    built = ImageEmbeddingModel(name, "timm", options, TimmFeatures(model), model.num_features, transform, prefix)
+    return built.to(pick_device(device))
+
+
+def build_torchvision(name: str, options: ModelOptions, device: str) -> ImageEmbeddingModel:
+    """A torchvision classification model with its classifier (the last Linear) replaced by Identity."""
+    model = torchvision.models.get_model(name, weights=None)
+    head_name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    model.set_submodule(head_name, nn.Identity())
+    weights = _weights_path(name, options)
+    if weights:
+        _load_matching(model, weights)
+    pools = [n for n, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    _check_pooling(options, head.in_features, is_vit=not pools)
+    if options.pooling == "gem":
+        model.set_submodule(pools[-1], nn.Sequential(IMAGE_POOLING["gem"](), nn.Unflatten(1, (-1, 1, 1))))
+    preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    size = options.image_size or preset.crop_size[0]
+    transform = _transform(size, preset.mean, preset.std, preset.crop_size[0] / preset.resize_size[0])
+    return ImageEmbeddingModel(name, "torchvision", options, model, head.in_features, transform).to(pick_device(device))
+
+
+def load_efficientnet_lite0(model: nn.Module, path: str) -> None:
+    """The packaged checkpoint's keys differ from timm's, but its tensors line up in order with timm's
+    (its classifier comes last and is left out)."""
+    own = list(model.state_dict().items())
+    theirs = list(torch.load(path, map_location="cpu", weights_only=True).values())[: len(own)]
+    if len(theirs) < len(own) or any(a.shape != b.shape for (_, a), b in zip(own, theirs, strict=True)):
+        raise ValueError(f"{path} does not line up with tf_efficientnet_lite0")
+    model.load_state_dict({k: v for (k, _), v in zip(own, theirs, strict=True)})
+
+
+def _load_matching(model: nn.Module, path: str) -> None:
+    """Load a local checkpoint by key names; classifier keys the model no longer has are ignored."""
+    state = _read_checkpoint(path)
+    missing, _unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise ValueError(f"weights file {path} does not fit the model: missing {len(missing)} keys, e.g. {missing[:3]}")
+
+
+def _read_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"weights file {path!r} not found")
+    if path.endswith(".safetensors"):
+        return safetensors.torch.load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def _weights_path(name: str, options: ModelOptions, packaged: str | None = None) -> str | None:
+    if not options.pretrained:
+        return None
+    if options.weights:
+        return options.weights
+    if packaged:
+        return packaged
+    raise ValueError(
+        f"{name} has no packaged weights and nothing is downloaded: pass model_options={{'weights': "
+        "'/path/to/checkpoint.pth'}, or {'pretrained': False} for a randomly initialised model"
+    )
+
+
+def _check_pooling(options: ModelOptions, dim: int, is_vit: bool) -> None:
+    allowed = TOKEN_POOLING if is_vit else tuple(IMAGE_POOLING)
+    if options.pooling is not None and options.pooling not in allowed:
+        raise ValueError(f"pooling {options.pooling!r} does not apply here; allowed: {', '.join(allowed)}")
+
+
+def _transform(size: int, mean, std, crop_pct: float) -> Callable[[Any], torch.Tensor]:
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(int(round(size / crop_pct)), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop(size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(mean), list(std)),
+        ]
+    )

@@ -1,0 +1,60 @@
+"""What one training step computes, by the shape of the data: labeled items or text-image pairs.
+
+A task owns its sampler and its loss; the loop only asks it for batches and for the loss of a batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from finetuner_core.config import FitConfig
+from finetuner_core.data.records import LabeledItem, PairItem
+from finetuner_core.training import losses
+from finetuner_core.training.samplers import SAMPLERS, RandomBatchSampler
+
+
+class LabeledTask:
+    """Class-sampled batches; the loss (with its miner) builds triplets or in-batch negatives from labels."""
+
+    def __init__(self, records: list[LabeledItem], config: FitConfig):
+        labels = [record.label for record in records]
+        self.contents = [record.content for record in records]
+        ids = {label: i for i, label in enumerate(sorted(set(labels)))}
+        self.class_ids = torch.tensor([ids[label] for label in labels])
+        self.sampler = SAMPLERS[config.sampler].build(
+            labels, config.batch_size, config.num_items_per_class, seed=config.seed
+        )
+        self.loss_fn = losses.build(losses.LOSSES, config.loss_name, config.loss_options)
+        self.miner = losses.build(losses.MINERS, config.miner, config.miner_options) if config.uses_miner else None
+
+    def loss(self, model, batch: list[int]) -> torch.Tensor:
+        labels = self.class_ids[batch].to(model.device)
+        embeddings = model.embed([self.contents[i] for i in batch])
+        if self.miner is not None:
+            return self.loss_fn(embeddings, labels, self.miner(embeddings, labels))
+        return self.loss_fn(embeddings, labels)
+
+
+class PairTask:
+    """Shuffled batches of text-image pairs; CLIPLoss over both towers with the model's learnable scale."""
+
+    def __init__(self, records: list[PairItem], config: FitConfig):
+        self.texts = [record.text for record in records]
+        self.images = [record.image for record in records]
+        self.sampler = RandomBatchSampler(self.texts, config.batch_size, seed=config.seed)
+        self.loss_fn = losses.build(losses.LOSSES, config.loss_name, config.loss_options)
+
+    def loss(self, model, batch: list[int]) -> torch.Tensor:
+        images = model.embed_image([self.images[i] for i in batch])
+        texts = model.embed_text([self.texts[i] for i in batch])
+        return self.loss_fn(images, texts, model.logit_scale.exp())
+
+
+def make_task(records: list, config: FitConfig) -> LabeledTask | PairTask:
+    if records and isinstance(records[0], PairItem):
+        if not losses.LOSSES[config.loss_name].pairs:
+            raise ValueError(f"text-image pairs train with CLIPLoss, not {config.loss_name}")
+        return PairTask(records, config)
+    if losses.LOSSES[config.loss_name].pairs:
+        raise ValueError(f"{config.loss_name} trains on text-image pairs; this data is labeled items")
+    return LabeledTask(records, config)
