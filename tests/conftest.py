@@ -55,3 +55,9 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cifar10_files(data_dir: Path, classes: int, per_class: int, start: int = 0) -> list[tuple[Path, str]]:
+    """``(path, class)`` for ``per_class`` CIFAR-10 test images (from file number ``start``) of ``classes`` classes."""
+    folders = sorted((data_dir / "cifar10" / "test").iterdir())[:classes]
+    return [(folder / f"{i:04d}.jpg", folder.name) for folder in folders for i in range(start, start + per_class)]

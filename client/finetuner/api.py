@@ -55,10 +55,13 @@ def fit(
 ) -> Run:
     """Start a fine-tuning run and return it at once; training goes on in the Flow.
 
-    ``train_data`` / ``eval_data``: a CSV file path (``text,label`` rows), a DocList whose documents have
-    ``text`` and ``finetuner_label`` (or ``tags["finetuner_label"]``), or a list of ``(text, label)``.
-    Any other :class:`FitConfig` field (``loss_options``, ``miner``, ``optimizer``, ``max_steps``, ``device``,
-    ``csv_options``, ``eval_ks`` ...) can be passed by name; unset fields keep their defaults.
+    ``train_data`` / ``eval_data``: a CSV file path (``text,label``, ``image,label`` or, for CLIP, ``image,text``
+    rows; image paths relative to the CSV), a DocList (``text`` and/or an image field, with ``finetuner_label`` or
+    ``tags["finetuner_label"]``), or a list of ``(content, label)`` / ``(text, image)`` tuples.
+    Model options (``output_dim``, ``freeze``, ``pooling``, ``select_model``, ``weights``, ``image_size`` ...)
+    may be given by name or as ``model_options``. Any other :class:`FitConfig` field (``loss_options``, ``miner``,
+    ``optimizer``, ``max_steps``, ``device``, ``csv_options``, ``eval_ks`` ...) can be passed by name; unset
+    fields keep their defaults.
     """
     if train_data is None:
         raise ValueError("train_data is required")
@@ -69,8 +72,8 @@ def fit(
         learning_rate=learning_rate,
         num_items_per_class=num_items_per_class,
     )
-    config = parse_fit_config({"model": model, **{k: v for k, v in named.items() if v is not UNSET}, **options})
-    docs = to_wire_docs(train_data, "train") + to_wire_docs(eval_data, "eval")
+    config = _config(model, {**{k: v for k, v in named.items() if v is not UNSET}, **options})
+    docs = to_wire_docs(train_data, "train", config.modality) + to_wire_docs(eval_data, "eval", config.modality)
     answer = _transport().result("/fit", docs, config=config.model_dump(mode="json"))
     return Run(_transport(), answer["run_id"], config.run_name)
 

@@ -34,6 +34,7 @@ class FinetunerDoc(BaseDoc):
     blob: bytes | None = None
     name: str | None = None
     payload: str | None = None
+    role: str | None = None  # evaluation items: "query", "index", or None (both)
 
 
 def record_docs(splits: dict[str, list]) -> DocList[FinetunerDoc]:

@@ -2,8 +2,8 @@
 
 Every label loss takes L2-normalised embeddings ``# (batch, dim)`` and integer class ids ``# (batch,)``,
 and measures with cosine similarity; the pair loss (CLIPLoss, ``pairs=True``) takes image and text embeddings
-``# (batch, dim)`` and the exponentiated logit scale. Options are checked against each entry's defaults, so a typo names the
-options that exist.
+``# (batch, dim)`` and the exponentiated logit scale. Options are checked against each entry's defaults, so a
+typo names the options that exist.
 """
 
 from __future__ import annotations
