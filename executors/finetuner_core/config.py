@@ -56,6 +56,7 @@ class FitConfig(BaseModel):
     log_every: int = Field(10, ge=1, description="log the loss every N steps")
     csv_options: CSVOptions = Field(default_factory=CSVOptions, description="how CSV files are read")
     run_name: str | None = Field(None, max_length=200, description="a name for the run")
+    to_onnx: bool = Field(False, description="also export the tuned model to ONNX (artifact folder onnx/)")
 
     @field_validator("loss")
     @classmethod

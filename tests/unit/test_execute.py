@@ -21,7 +21,8 @@ def data(data_dir):
 
 def test_a_run_evaluates_trains_and_saves_its_artifact(tmp_path, data, minilm):
     store = RunStore(tmp_path)
-    run_id = store.create(FitConfig(batch_size=16, max_steps=2, eval_ks=[1, 5], device="cpu"), *data)
+    config = FitConfig(batch_size=16, max_steps=2, eval_ks=[1, 5], device="cpu", to_onnx=True)
+    run_id = store.create(config, *data)
     execute_run(store, run_id)
     assert store.status(run_id)["status"] == RunStatus.FINISHED
     metrics = store.metrics(run_id)
@@ -31,7 +32,7 @@ def test_a_run_evaluates_trains_and_saves_its_artifact(tmp_path, data, minilm):
     messages = [entry["message"] for entry in store.logs(run_id)]
     assert any(m.startswith("metrics before") for m in messages) and any("model saved" in m for m in messages)
     files = {entry["path"] for entry in read_manifest(store.artifact_dir(run_id))}
-    assert {"modules.json", "model.safetensors", "config.json"} <= files
+    assert {"modules.json", "model.safetensors", "config.json", "finetuner.json", "onnx/model.onnx"} <= files
     tuned = SentenceTransformer(str(store.artifact_dir(run_id)), device="cpu")
     texts = [record.content for record in data[1][:4]]
     assert not np.allclose(tuned.encode(texts, normalize_embeddings=True), minilm.encode(texts), atol=1e-4)

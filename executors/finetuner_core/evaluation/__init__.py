@@ -9,12 +9,12 @@ from finetuner_core.evaluation.evaluate import (
     evaluate_embeddings,
     evaluate_labeled,
     evaluate_models,
-    evaluate_pairs,
     label_retrieval_metrics,
 )
 from finetuner_core.evaluation.index import INDEXES, FlatIndex, HNSWIndex, IVFIndex, build_index
 from finetuner_core.evaluation.metrics import METRICS, RANK_METRICS, Judgements, metric_table, retrieval_metrics
 from finetuner_core.evaluation.options import EvaluationOptions, parse_evaluation_options
+from finetuner_core.evaluation.pairs import evaluate_pairs
 from finetuner_core.evaluation.relevance import LabelRelevance, PairRelevance
 
 __all__ = [

@@ -11,8 +11,8 @@ models are (one model, or a query model and an index model such as a CLIP model'
    show a few sample queries with their top results.
 
 Results tied in score are ranked by index position (lower first), so every figure is deterministic.
-A run's metrics (before training, at evaluation steps, after) come from :func:`evaluate_labeled` /
-:func:`evaluate_pairs`, which are these same steps.
+A run's metrics (before training, at evaluation steps, after) come from :func:`evaluate_labeled` and
+:func:`finetuner_core.evaluation.pairs.evaluate_pairs`, which are these same steps.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from finetuner_core.evaluation.checks import (
     check_not_empty,
     normalise_ks,
 )
-from finetuner_core.evaluation.dataset import EvalSet, labeled_set, paired_set
+from finetuner_core.evaluation.dataset import EvalSet, labeled_set
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.examples import display_content, display_examples, example_positions
 from finetuner_core.evaluation.index import FlatIndex, Index, build_index, neighbour_recall
@@ -135,13 +135,6 @@ def evaluate_models(
 def evaluate_labeled(model: Encoder, records: list[Any], ks: tuple[int, ...] = DEFAULT_KS) -> dict:
     """Leave-one-out retrieval by label: every record is a query against all the others."""
     return evaluate(labeled_set(records), model, ks).metrics
-
-
-def evaluate_pairs(
-    model: Encoder, items: list[Any], ks: tuple[int, ...] = DEFAULT_KS, index_model: Encoder | None = None
-) -> dict:
-    """Cross-modal retrieval over (text, image) pairs: each distinct text against every image."""
-    return evaluate(paired_set(items), model, ks, index_model).metrics
 
 
 def label_retrieval_metrics(embeddings: np.ndarray, labels: list[str], ks: tuple[int, ...] = DEFAULT_KS) -> dict:

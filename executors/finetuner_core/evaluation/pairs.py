@@ -1,27 +1,19 @@
 """Cross-modal evaluation of text-image pairs: each distinct text is a query against every image.
 
 An image is relevant to a text when the two were paired (several images may share one caption, e.g.
-``a photo of a cat``), so text-to-image retrieval is scored with the same metrics as label retrieval.
+``a photo of a cat``), so text-to-image retrieval is scored with the same steps and metrics as any evaluation.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from finetuner_core.data.records import PairItem
-from finetuner_core.evaluation.evaluate import DEFAULT_KS
-from finetuner_core.evaluation.index import FlatIndex
-from finetuner_core.evaluation.metrics import retrieval_metrics
+from finetuner_core.evaluation.dataset import paired_set
+from finetuner_core.evaluation.evaluate import DEFAULT_KS, Encoder, evaluate
 
 
-def evaluate_pairs(model, pairs: list[PairItem], ks: tuple[int, ...] = DEFAULT_KS) -> dict:
-    """Text-to-image retrieval metrics of ``model`` (which embeds texts and images into one space)."""
-    texts = list(dict.fromkeys(pair.text for pair in pairs))
-    query_ids = {text: i for i, text in enumerate(texts)}
-    image_query = np.array([query_ids[pair.text] for pair in pairs])
-    ks = tuple(k for k in ks if k <= len(pairs)) or (len(pairs),)
-    index = FlatIndex(model.encode([pair.image for pair in pairs]), metric="cosine")
-    _, ids = index.search(model.encode(texts), max(ks))
-    hits = image_query[ids] == np.arange(len(texts))[:, None]
-    num_relevant = np.bincount(image_query, minlength=len(texts))
-    return retrieval_metrics(hits, num_relevant, ks)
+def evaluate_pairs(
+    model: Encoder, pairs: list[Any], ks: tuple[int, ...] = DEFAULT_KS, index_model: Encoder | None = None
+) -> dict:
+    """Text-to-image metrics of ``model`` (or of ``model`` for texts and ``index_model`` for images)."""
+    return evaluate(paired_set(pairs), model, ks, index_model).metrics

@@ -2,7 +2,8 @@
 
 Documents are duck-typed (anything with the fields of :class:`finetuner_core.wire.FinetunerDoc`):
 
-- ``kind="item"``: one item. Its input is ``text``, else ``uri`` (an image), else ``tensor``. ``role`` says
+- ``kind="item"``: one item holding one input: ``text``, or an image (encoded bytes in ``blob``, a data URI in
+  ``uri``, or pixels in ``tensor``), or a vector (a 1-d ``tensor``). ``role`` says
   whether it is a ``"query"``, an ``"index"`` item, or both (unset: it queries all the other items and is
   in the index). ``finetuner_label`` gives label relevance; ``name`` is the item's id, which pairs refer to.
 - ``kind="relevance"``: pairs, as JSON in ``payload``: ``{"pairs": [[query_name, item_name], ...]}`` or
@@ -22,20 +23,34 @@ from typing import Any
 
 import numpy as np
 
+from finetuner_core.data.images import load_images
 from finetuner_core.evaluation.dataset import EvalSet
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.relevance import LabelRelevance, PairRelevance
 
 ROLES = ("query", "index")
+IMAGE_FIELDS = ("blob", "uri", "tensor")
 MAX_PROBLEMS = 20
 
 
-def doc_input(doc: Any) -> Any:
-    """The model input an item document carries: its text, else its image URI, else its tensor."""
-    for value in (getattr(doc, "text", None), getattr(doc, "uri", None), getattr(doc, "tensor", None)):
+def doc_input(doc: Any) -> tuple[str, Any]:
+    """The kind (``text``, ``image``, ``vector``, ``none``) and raw value of the input an item carries."""
+    if getattr(doc, "text", None) is not None:
+        return "text", doc.text
+    for field in ("blob", "uri", "tensor"):
+        value = getattr(doc, field, None)
         if value is not None:
-            return value
-    return None
+            is_vector = field == "tensor" and np.ndim(value) == 1
+            return ("vector", np.asarray(value, np.float32)) if is_vector else ("image", value)
+    return "none", None
+
+
+def _inputs(items: list[tuple[int, Any]]) -> dict[int, Any]:
+    """Model inputs by document number: texts and vectors as they are, images decoded (bad ones listed)."""
+    raw = {i: doc_input(d) for i, d in items}
+    images = [i for i, (kind, _) in raw.items() if kind == "image"]
+    decoded = load_images([raw[i][1] for i in images], [f"eval document {i}" for i in images], dataset="eval")
+    return {i: value for i, (_, value) in raw.items()} | dict(zip(images, decoded, strict=True))
 
 
 def is_retrieval_request(docs: Iterable[Any]) -> bool:
@@ -56,8 +71,9 @@ def eval_set_from_docs(docs: Iterable[Any]) -> EvalSet:
         missing = "query" if not query_items else "index"
         raise EvaluationError(f"evaluation data rejected: no {missing} item (items with role {missing!r} or none)")
     own = _own(query_items, index_items)
-    queries = [doc_input(d) for _, d in query_items]
-    index = None if len(index_items) == len(query_items) == len(items) else [doc_input(d) for _, d in index_items]
+    inputs = _inputs(items)
+    queries = [inputs[i] for i, _ in query_items]
+    index = None if len(index_items) == len(query_items) == len(items) else [inputs[i] for i, _ in index_items]
     query_names, index_names = _names(query_items), _names(index_items)
     if _has_relevance_doc(docs):
         relevance = _pair_relevance(pair_rows, query_names, index_names, own)
@@ -99,8 +115,10 @@ def _item_problems(items: list[tuple[int, Any]], by_pairs: bool) -> list[str]:
         role = getattr(doc, "role", None)
         if role not in (None, "", *ROLES):
             problems.append(f"document {i}: unknown role {role!r}; allowed: {', '.join(ROLES)} (or none: both)")
-        if doc_input(doc) is None:
-            problems.append(f"document {i}: no input (set text, uri or tensor)")
+        if doc_input(doc)[0] == "none":
+            problems.append(f"document {i}: no input (set text, or an image in blob, uri or tensor, or a vector)")
+        elif getattr(doc, "text", None) is not None and any(getattr(doc, f, None) is not None for f in IMAGE_FIELDS):
+            problems.append(f"document {i}: holds text and an image; an evaluation item holds one input")
         if by_pairs and not getattr(doc, "name", None):
             problems.append(f"document {i}: no name; pairs refer to items by name")
         if not by_pairs and getattr(doc, "finetuner_label", None) is None:

@@ -8,6 +8,7 @@ from finetuner_core.data.records import PairItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.evaluation.pairs import evaluate_pairs
 from finetuner_core.models.build import build_model
+from finetuner_core.models.onnx_export import export_onnx
 from finetuner_core.runs.artifact import write_manifest
 from finetuner_core.runs.store import RunStatus, RunStore
 from finetuner_core.training.callbacks import LoggingCallback, StopCallback
@@ -53,6 +54,9 @@ def _execute(store: RunStore, run_id: str, log, should_stop) -> None:
     if eval_data:
         _evaluate(store, run_id, "after", model, eval_data, ks, log)
     model.save(store.artifact_dir(run_id))
+    if config.to_onnx:
+        exported = export_onnx(model, store.artifact_dir(run_id) / "onnx")
+        log(f"exported to ONNX: {', '.join(path.name for path in exported)}")
     files = write_manifest(store.artifact_dir(run_id))
     log(f"model saved: {len(files)} files, {sum(f['size'] for f in files) / 1e6:.1f} MB")
     store.set_status(run_id, RunStatus.FINISHED)
