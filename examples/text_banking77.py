@@ -20,7 +20,8 @@ from pathlib import Path
 os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import default_flow, follow, metric_table  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,45 +68,24 @@ def write_slice(source: Path, target: Path, size: int, seed: int) -> Path:
     return target
 
 
-def metric_table(metrics: dict) -> str:
-    before, after = metrics.get("before", {}), metrics.get("after", {})
-    names = [name for name in after if "@" in name]
-    lines = [f"{'metric':<14}{'before':>9}{'after':>9}{'change':>9}"]
-    for name in names:
-        lines.append(f"{name:<14}{before[name]:>9.4f}{after[name]:>9.4f}{after[name] - before[name]:>+9.4f}")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from jina import Flow
-
     import finetuner
 
     out = Path(args.out)
     data = Path(args.data_dir) / "banking77"
     train_csv = write_slice(data / "train.csv", out / "train_slice.csv", args.train_size, seed=0)
     eval_csv = write_slice(data / "test.csv", out / "eval_slice.csv", args.eval_size, seed=1)
-    os.environ["FINETUNER_WORKSPACE"] = str(Path(args.workspace or out / "workspace").resolve())
-
-    flow = Flow.load_config(str(ROOT / "flow.yml"), uses_with={"port": args.port})
-    with flow:
-        finetuner.login(host=f"grpc://127.0.0.1:{args.port}")
+    with default_flow(args.port, Path(args.workspace or out / "workspace")):
         started = time.perf_counter()
         options = {"max_steps": args.max_steps} if args.max_steps else {}
         run = finetuner.fit(train_data=train_csv, eval_data=eval_csv, epochs=args.epochs, **options)
-        print(f"run {run.id} accepted in {time.perf_counter() - started:.1f}s; training in the background")
-        for line in run.stream_logs():
-            print(f"  [{time.perf_counter() - started:6.1f}s] {line}", flush=True)
-        status = run.status()
-        if status != "FINISHED":
-            print(f"run ended {status}: {run.info().get('error')}", file=sys.stderr)
+        if not follow(run, started):
             return 1
         print("\nBanking77 test retrieval (queries = test rows, relevant = same category):")
         print(metric_table(run.metrics()))
         model_dir = run.save_artifact(out / "model")
         print(f"\ntuned model saved to {model_dir} (loads with SentenceTransformer({str(model_dir)!r}))")
-    print("Flow stopped.")
     return 0
 
 

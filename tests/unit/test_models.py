@@ -168,3 +168,39 @@ def test_packaged_efficientnet_has_imagenet_features(data_dir):
     p1 = label_retrieval_metrics(pretrained, labels, (1,))["precision@1"]
     p1_random = label_retrieval_metrics(random, labels, (1,))["precision@1"]
     assert p1 > 0.4 and p1 > p1_random + 0.15, (p1, p1_random)
+
+
+def test_a_plain_hugging_face_encoder_folder_gets_mean_pooling(tmp_path, minilm):
+    from transformers import AutoModel, AutoTokenizer
+
+    from finetuner_core.models.registry import minilm_path
+
+    AutoModel.from_pretrained(str(minilm_path())).save_pretrained(tmp_path / "hf")
+    AutoTokenizer.from_pretrained(str(minilm_path())).save_pretrained(tmp_path / "hf")
+    model = build_model(str(tmp_path / "hf"), {"pooling": "mean"}, "cpu")
+    texts = ["card payment declined", "pin blocked"]
+    np.testing.assert_allclose(model.encode(texts), minilm.encode(texts), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_open_clip_weights_come_from_a_local_checkpoint(tmp_path):
+    source = build_model("openclip/ViT-S-32-alt", {"pretrained": False}, "cpu")
+    torch.save(source.clip.state_dict(), tmp_path / "clip.pt")
+    loaded = build_model("openclip/ViT-S-32-alt", {"weights": str(tmp_path / "clip.pt")}, "cpu")
+    np.testing.assert_allclose(
+        loaded.encode(["a photo of a dog", IMAGE]), source.encode(["a photo of a dog", IMAGE]), atol=1e-5
+    )
+    text_only = build_model(
+        "openclip/ViT-S-32-alt", {"weights": str(tmp_path / "clip.pt"), "select_model": "clip-text"}, "cpu"
+    )
+    assert text_only.modality == "text"
+    np.testing.assert_allclose(text_only.encode(["a photo of a dog"]), source.encode(["a photo of a dog"]), atol=1e-5)
+
+
+def test_describe_models_lists_every_backbone(capsys):
+    import finetuner
+
+    rows = finetuner.describe_models()
+    assert [row["name"] for row in rows] == [spec.name for spec in list_backbones()]
+    printed = capsys.readouterr().out
+    assert "efficientnet-lite0" in printed and "all-MiniLM-L6-v2" in printed
