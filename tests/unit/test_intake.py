@@ -74,3 +74,46 @@ def test_random_sampler_accepts_one_item_classes():
 def test_modality(fields, expected):
     doc = SimpleNamespace(**{"text": None, "uri": None, "tensor": None, **fields})
     assert modality(doc) == expected
+
+
+def test_image_documents_and_csv_rows_become_checked_images(data_dir):
+    from finetuner_core.config import FitConfig as Config
+
+    jpeg = (data_dir / "cifar10" / "test" / "cat" / "0000.jpg").read_bytes()
+    config = Config(model="efficientnet-lite0", batch_size=8, num_items_per_class=2)
+    csv_doc = FinetunerDoc(kind="csv", name="images.csv", blob=b"image,label\nimg/a.jpg,cat\nimg/b.jpg,dog\n")
+    files = [FinetunerDoc(kind="file", name=f"img/{n}.jpg", blob=jpeg) for n in "ab"]
+    docs = [csv_doc, *files, item(None, "cat", blob=jpeg), item(None, "dog", tensor=np.zeros((8, 8, 3), np.uint8))]
+    records = parse_fit_data(docs, config)["train"]
+    assert [r.label for r in records] == ["cat", "dog", "cat", "dog"]
+    assert all(r.content.size in ((32, 32), (8, 8)) and r.content.mode == "RGB" for r in records)
+
+
+def test_images_that_cannot_be_read_are_named(data_dir):
+    from finetuner_core.config import FitConfig as Config
+
+    config = Config(model="efficientnet-lite0", batch_size=8, num_items_per_class=2)
+    csv_doc = FinetunerDoc(kind="csv", name="images.csv", blob=b"img/missing.jpg,cat\nimg/bad.jpg,cat\n")
+    docs = [csv_doc, FinetunerDoc(kind="file", name="img/bad.jpg", blob=b"not an image")]
+    docs += [item(None, "dog", uri="/etc/passwd.png"), item(None, "dog", blob=b"\x89PNG")]
+    with pytest.raises(DataError) as info:
+        parse_fit_data(docs, config)
+    problems = [str(p) for p in info.value.problems]
+    assert problems[0] == "images.csv row 1: image 'img/missing.jpg' (not sent with the CSV file)"
+    assert problems[1] == "images.csv row 2: not a readable image: the data is in no image format that can be decoded"
+    assert problems[2] == (
+        "train document 2: image '/etc/passwd.png' (a path is read by the client: send the image bytes in 'blob')"
+    )
+    assert problems[3].startswith("train document 3: ") and len(problems) == 4
+
+
+def test_text_image_pairs_need_one_image_and_one_text(data_dir):
+    from finetuner_core.config import FitConfig as Config
+    from finetuner_core.data.records import PairItem
+
+    jpeg = (data_dir / "cifar10" / "test" / "cat" / "0000.jpg").read_bytes()
+    config = Config(model="lit-minilm-efficientnet-lite0")
+    pairs = parse_fit_data([item("a photo of a cat", None, blob=jpeg)] * 2, config)["train"]
+    assert all(isinstance(p, PairItem) and p.text == "a photo of a cat" for p in pairs)
+    with pytest.raises(DataError, match="holds text; this model takes text-image pairs"):
+        parse_fit_data([item("only text", None)], config)

@@ -204,3 +204,14 @@ def test_describe_models_lists_every_backbone(capsys):
     assert [row["name"] for row in rows] == [spec.name for spec in list_backbones()]
     printed = capsys.readouterr().out
     assert "efficientnet-lite0" in printed and "all-MiniLM-L6-v2" in printed
+
+
+def test_batchnorm_statistics_stay_fixed_while_training_unless_asked():
+    model = build_model("efficientnet-lite0", {"image_size": 32}, "cpu").train()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms) and model.training
+    before = norms[0].running_mean.clone()
+    model.embed([IMAGE, IMAGE[::-1]])
+    assert torch.equal(norms[0].running_mean, before)
+    free = build_model("efficientnet-lite0", {"image_size": 32, "freeze_batchnorm": False}, "cpu").train()
+    assert all(m.training for m in free.modules() if isinstance(m, nn.BatchNorm2d))

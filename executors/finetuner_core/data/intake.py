@@ -108,21 +108,22 @@ def _pair_cells(where: str, cells: list[str], files: dict) -> tuple[str, Any, An
     return where, _attached(image, files), text
 
 
-def _attached(reference: str, files: dict) -> Any:
-    """A CSV's image reference: a data URI as it is, else the bytes of the file sent with the CSV."""
+def _attached(reference: str, files: dict, missing: str = "not sent with the CSV file") -> Any:
+    """An image reference: a data URI as it is, else the bytes of the file sent with the request."""
     if reference.strip().lower().startswith("data:"):
         return reference
-    return files.get(reference, _Missing(reference))
+    return files.get(reference, _Missing(reference, missing))
 
 
 class _Missing:
-    """An image the CSV names but the request did not carry; load_images reports it."""
+    """An image that is named but was not sent; nothing is read from the server's disk."""
 
-    def __init__(self, reference: str):
+    def __init__(self, reference: str, reason: str):
         self.reference = reference
+        self.reason = reason
 
     def __repr__(self) -> str:
-        return f"image {self.reference!r} (not sent with the CSV file)"
+        return f"image {self.reference!r} ({self.reason})"
 
 
 def _item_row(doc, where: str, modality: str) -> tuple[str, Any, Any]:
@@ -130,7 +131,12 @@ def _item_row(doc, where: str, modality: str) -> tuple[str, Any, Any]:
         return where, doc.text, doc.finetuner_label
     if modality == "vector":
         return where, doc.tensor, doc.finetuner_label
-    image = doc.blob if doc.blob is not None else doc.uri if doc.uri is not None else doc.tensor
+    if doc.blob is not None:
+        image = doc.blob
+    elif doc.uri is not None:
+        image = _attached(doc.uri, {}, "a path is read by the client: send the image bytes in 'blob'")
+    else:
+        image = doc.tensor
     return (where, image, doc.text) if modality == "text-image" else (where, image, doc.finetuner_label)
 
 
@@ -139,10 +145,14 @@ def _build(raw: list[tuple[str, Any, Any]], split: str, modality: str) -> list[I
         raise DataError(split, [Problem(w, "the vector (field 'tensor') is missing") for w, v, _ in raw if v is None])
     if modality in ("text", "vector"):
         return [LabeledItem(_vector(c) if modality == "vector" else c, label, where) for where, c, label in raw]
-    missing = [Problem(where, f"{value!r}") for where, value, _ in raw if isinstance(value, _Missing)]
-    if missing:
-        raise DataError(split, missing)
-    images = load_images([value for _, value, _ in raw], [where for where, _, _ in raw], dataset=split)
+    problems = [Problem(where, f"{value!r}") for where, value, _ in raw if isinstance(value, _Missing)]
+    present = [(where, value) for where, value, _ in raw if not isinstance(value, _Missing)]
+    try:
+        images = load_images([value for _, value in present], [where for where, _ in present], dataset=split)
+    except DataError as error:
+        problems += error.problems
+    if problems:
+        raise DataError(split, sorted(problems, key=lambda p: [w for w, _, _ in raw].index(p.where)))
     if modality == "image":
         return [LabeledItem(image, label, where) for image, (where, _, label) in zip(images, raw, strict=True)]
     return [PairItem(text, image, where) for image, (where, _, text) in zip(images, raw, strict=True)]

@@ -73,6 +73,15 @@ class EmbeddingModel(nn.Module):
             parameter.requires_grad_(True)
         return count
 
+    def train(self, mode: bool = True) -> EmbeddingModel:
+        """Training mode, with BatchNorm layers kept in eval mode unless ``freeze_batchnorm=False``."""
+        super().train(mode)
+        if mode and self.options.freeze_batchnorm:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
     @property
     def dim(self) -> int:
         return self.options.output_dim or self.feature_dim

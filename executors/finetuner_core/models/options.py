@@ -24,6 +24,9 @@ class ModelOptions(BaseModel):
     input_dim: int | None = Field(None, ge=1, description="MLP: size of the input vectors")
     hidden_dims: list[int] = Field(default_factory=lambda: [256], description="MLP: hidden layer sizes")
     image_size: int | None = Field(None, ge=8, le=1024, description="image side fed to the backbone")
+    freeze_batchnorm: bool = Field(
+        True, description="keep BatchNorm statistics fixed while training (class-sampled batches skew them)"
+    )
 
     @field_validator("hidden_dims")
     @classmethod

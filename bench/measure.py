@@ -1,0 +1,55 @@
+"""Measuring: wall-clock runs of alternated variants, their ratios, peak memory, and the machine."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Seconds one call of ``fn`` takes, and what it returned."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def alternate(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Run the variants in turn (A B A B ...), ``rounds`` times each; seconds per run, by variant."""
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            seconds[name].append(timed(fn)[0])
+    return seconds
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Min / median / max of ``values``."""
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def peak_rss_gib() -> float:
+    """The process's peak resident memory so far, in GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def machine() -> dict[str, object]:
+    """What the figures were taken on."""
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            model = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": model,
+        "memory_gib": round(memory, 1),
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+    }
