@@ -11,25 +11,37 @@ import time
 from collections.abc import Callable
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    """Seconds one call of ``fn`` takes, and what it returned."""
-    start = time.perf_counter()
+def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
+    """Wall-clock seconds and CPU seconds (all threads of this process) of one call, and what it returned."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def alternate(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Run the variants in turn (A B A B ...), ``rounds`` times each; seconds per run, by variant."""
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
+def alternate(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Run the variants in turn (A B A B ...), ``rounds`` times each: ``{name: {"wall": [...], "cpu": [...]}}``."""
+    seconds: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
-            seconds[name].append(timed(fn)[0])
+            wall, cpu, _ = timed(fn)
+            seconds[name]["wall"].append(wall)
+            seconds[name]["cpu"].append(cpu)
     return seconds
 
 
 def spread(values: list[float]) -> dict[str, float]:
     """Min / median / max of ``values``."""
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def ratios(numerators: list[float], denominators: list[float]) -> list[float]:
+    """Run-by-run ratios of two alternated variants."""
+    return [a / b for a, b in zip(numerators, denominators, strict=True)]
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the machine was besides this process."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def peak_rss_gib() -> float:

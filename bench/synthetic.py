@@ -45,7 +45,9 @@ def clustered_set(
     for start in range(0, corpus_size, chunk):
         part = np.random.default_rng([seed, start]).standard_normal((min(chunk, corpus_size - start), dim), np.float32)
         labels = np.random.default_rng([seed, start, 1]).integers(clusters, size=len(part))
-        corpus[start : start + len(part)] = _unit(centres[labels] + part * (spread / np.sqrt(dim)))
+        corpus[start : start + len(part)] = _unit(centres[labels] + part * float(spread / np.sqrt(dim)))
     sources = rng.choice(corpus_size, num_queries, replace=False)
-    noise = rng.standard_normal((num_queries, dim), dtype=np.float32) * (query_noise / np.sqrt(dim))
-    return SyntheticSet(corpus, _unit(corpus[sources] + noise), sources)
+    noise = rng.standard_normal((num_queries, dim), dtype=np.float32) * float(query_noise / np.sqrt(dim))
+    queries = _unit(corpus[sources] + noise)
+    assert corpus.dtype == queries.dtype == np.float32
+    return SyntheticSet(corpus, queries, sources)

@@ -1,0 +1,167 @@
+"""Search benchmark: exact evaluation at scale against the bare matrix multiply it needs; IVF and HNSW against it.
+
+    python bench/search.py                                                    # quick: 2,000 x 100,000 x 384
+    python bench/search.py --queries 10000 --corpus 1000000 --dim 384         # the figures in docs/BENCHMARKS.md
+
+1. exact: the whole evaluation (``evaluate_embeddings``: checks, Flat index, search, judging, every metric)
+   alternated with the bare matrix multiply of every query with every corpus vector (NumPy, blocked), A B A B;
+2. the Flat results of a sample of queries against a NumPy brute force;
+3. IVF and HNSW: build time, search time and recall@10 against the exact results, for a few search settings.
+
+Writes ``bench/results/search.json`` and the search section of ``docs/BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from finetuner_core.evaluation import FlatIndex, HNSWIndex, IVFIndex, PairRelevance, evaluate_embeddings
+from finetuner_core.evaluation.index import Index, neighbour_recall
+from finetuner_core.evaluation.metrics import metric_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import alternate, load_average, machine, peak_rss_gib, ratios, spread, timed  # noqa: E402
+from report import write_section  # noqa: E402
+from synthetic import SyntheticSet, clustered_set  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+KS = (1, 10)
+OPTIONS = {"metric": "cosine", "examples": 0}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--corpus", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each exact variant, alternated")
+    parser.add_argument("--reference-queries", type=int, default=1000, help="queries checked against NumPy")
+    parser.add_argument("--nprobe", type=int, nargs="*", default=[8, 32, 128], help="IVF settings measured")
+    parser.add_argument("--ef-search", type=int, nargs="*", default=[32, 64, 128], help="HNSW settings measured")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.json"))
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"), help="'' to leave the docs alone")
+    return parser.parse_args(argv)
+
+
+def bare_matmul(queries: np.ndarray, corpus: np.ndarray, query_block: int = 4096, corpus_block: int = 1024) -> None:
+    """Every query times every corpus vector, blocked like FAISS's exact search, results thrown away."""
+    out = np.empty((min(query_block, len(queries)), corpus_block), np.float32)
+    for i in range(0, len(queries), query_block):
+        block = queries[i : i + query_block]
+        for j in range(0, len(corpus), corpus_block):
+            part = corpus[j : j + corpus_block]
+            np.matmul(block, part.T, out=out[: len(block), : len(part)])
+
+
+def exact_runs(data: SyntheticSet, relevance: PairRelevance, rounds: int) -> dict:
+    """The whole evaluation and the bare multiply, alternated."""
+    seconds = alternate(
+        {
+            "evaluate": lambda: evaluate_embeddings(data.queries, data.corpus, relevance, KS, OPTIONS),
+            "matmul": lambda: bare_matmul(data.queries, data.corpus),
+        },
+        rounds,
+    )
+    return {
+        "seconds": seconds,
+        "ratio_wall": spread(ratios(seconds["evaluate"]["wall"], seconds["matmul"]["wall"])),
+        "ratio_cpu": spread(ratios(seconds["evaluate"]["cpu"], seconds["matmul"]["cpu"])),
+        "peak_rss_gib": peak_rss_gib(),
+    }
+
+
+def exact_breakdown(data: SyntheticSet, relevance: PairRelevance) -> tuple[dict, np.ndarray, FlatIndex]:
+    """One evaluation in its parts (index, search, judging + metrics); the exact ids for the other checks."""
+    build, _, index = timed(lambda: FlatIndex(data.corpus, "cosine"))
+    search, _, (_, ids) = timed(lambda: index.search(data.queries, max(KS)))
+    judge, _, metrics = timed(lambda: metric_table(relevance.judge(ids), KS))
+    parts = {"index_s": build, "search_s": search, "judge_and_metrics_s": judge, "metrics": metrics}
+    return parts, ids, index
+
+
+def reference_check(data: SyntheticSet, index: FlatIndex, ids: np.ndarray, count: int, k: int) -> dict:
+    """The Flat results of ``count`` queries against a NumPy brute force (score, then lower id)."""
+    sample = np.unique(np.linspace(0, len(data.queries) - 1, min(count, len(data.queries))).astype(int))
+    stored = index.vectors()
+    queries = data.queries / np.linalg.norm(data.queries, axis=1, keepdims=True)
+    identical, gaps = 0, []
+    for start in range(0, len(sample), 100):
+        rows = sample[start : start + 100]
+        scores = queries[rows] @ stored.T  # (100, n)
+        top = np.argpartition(-scores, k, axis=1)[:, : k + 1]
+        for row, candidates, all_scores in zip(rows, top, scores, strict=True):
+            expected = sorted(candidates.tolist(), key=lambda i: (-all_scores[i], i))[:k]
+            if expected == ids[row].tolist():
+                identical += 1
+            else:
+                gaps.append(float(np.abs(np.sort(all_scores[expected]) - np.sort(all_scores[ids[row]])).max()))
+    return {"queries": len(sample), "identical": identical, "max_score_gap_where_different": max(gaps, default=0.0)}
+
+
+def approximate_runs(index: Index, setting: str, values: list[int], data, relevance, exact_ids) -> list[dict]:
+    """Search time, recall@10 against exact search, and the evaluation's recall@10 for each setting."""
+    rows = []
+    for value in values:
+        setattr(index, setting, value)
+        seconds, cpu, (_, ids) = timed(lambda: index.search(data.queries, max(KS)))
+        metrics = metric_table(relevance.judge(ids), KS)
+        rows.append(
+            {
+                setting: value,
+                "search_s": seconds,
+                "search_cpu_s": cpu,
+                "recall_vs_flat@10": neighbour_recall(ids, exact_ids),
+                "metric_recall@10": metrics["recall@10"],
+            }
+        )
+        print(f"  {index.kind} {setting}={value}: {rows[-1]}", flush=True)
+    return rows
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    results: dict = {"machine": machine(), "command": " ".join(["python", "bench/search.py", *sys.argv[1:]])}
+    results["config"] = {k: v for k, v in vars(args).items() if k not in ("out", "doc")}
+    results["load_average_start"] = load_average()
+    data_s, _, data = timed(lambda: clustered_set(args.corpus, args.queries, args.dim, seed=args.seed))
+    relevance = PairRelevance(args.queries, args.corpus, np.arange(args.queries), data.sources)
+    results["data_s"] = data_s
+    print(f"data: {args.queries} x {args.corpus} x {args.dim} in {data_s:.1f}s", flush=True)
+
+    results["exact"] = exact_runs(data, relevance, args.rounds)
+    print(f"exact: {json.dumps(results['exact'])}", flush=True)
+    breakdown, exact_ids, flat = exact_breakdown(data, relevance)
+    results["exact"]["breakdown"] = breakdown
+    results["exact"]["reference"] = reference_check(data, flat, exact_ids, args.reference_queries, max(KS))
+    print(f"breakdown: {breakdown}\nreference: {results['exact']['reference']}", flush=True)
+    del flat
+
+    build_s, build_cpu, ivf = timed(lambda: IVFIndex(data.corpus, "cosine"))
+    results["ivf"] = {"nlist": ivf.nlist, "build_s": build_s, "build_cpu_s": build_cpu}
+    results["ivf"]["runs"] = approximate_runs(ivf, "nprobe", args.nprobe, data, relevance, exact_ids)
+    results["ivf"]["peak_rss_gib"] = peak_rss_gib()
+    del ivf
+
+    build_s, build_cpu, hnsw = timed(lambda: HNSWIndex(data.corpus, "cosine"))
+    results["hnsw"] = {"m": 32, "ef_construction": 100, "build_s": build_s, "build_cpu_s": build_cpu}
+    results["hnsw"]["runs"] = approximate_runs(hnsw, "ef_search", args.ef_search, data, relevance, exact_ids)
+    results["hnsw"]["peak_rss_gib"] = peak_rss_gib()
+    del hnsw
+
+    results["load_average_end"] = load_average()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if args.doc:
+        write_section(Path(args.doc), results)
+    print(f"written: {args.out}" + (f", {args.doc}" if args.doc else ""))
+    return results
+
+
+if __name__ == "__main__":
+    main()
