@@ -31,7 +31,7 @@ def clustered_set(
     dim: int,
     clusters: int = 1000,
     spread: float = 1.0,
-    query_noise: float = 1.0,
+    query_noise: float = 3.0,
     seed: int = 0,
     chunk: int = 65536,
 ) -> SyntheticSet:
