@@ -3,8 +3,9 @@
     python bench/search.py                                                    # quick: 2,000 x 100,000 x 384
     python bench/search.py --queries 10000 --corpus 1000000 --dim 384         # the figures in docs/BENCHMARKS.md
 
-1. exact: the whole evaluation (``evaluate_embeddings``: checks, Flat index, search, judging, every metric)
-   alternated with the bare matrix multiply of every query with every corpus vector (NumPy, blocked), A B A B;
+1. exact: the whole evaluation (``evaluate_embeddings``: checks, Flat index, search, judging, every metric),
+   the bare matrix multiply of every query with every corpus vector (NumPy, blocked) and, for comparison,
+   FAISS's own exact search, alternated A B C A B C ...;
 2. the Flat results of a sample of queries against a NumPy brute force;
 3. IVF and HNSW: build time, search time and recall@10 against the exact results, for a few search settings.
 
@@ -18,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from finetuner_core.evaluation import FlatIndex, HNSWIndex, IVFIndex, PairRelevance, evaluate_embeddings
@@ -43,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--reference-queries", type=int, default=1000, help="queries checked against NumPy")
     parser.add_argument("--nprobe", type=int, nargs="*", default=[8, 32, 128], help="IVF settings measured")
     parser.add_argument("--ef-search", type=int, nargs="*", default=[32, 64, 128], help="HNSW settings measured")
+    parser.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per vector (the product's default)")
+    parser.add_argument("--hnsw-ef-construction", type=int, default=100, help="HNSW build candidates (default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.json"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"), help="'' to leave the docs alone")
@@ -59,12 +63,22 @@ def bare_matmul(queries: np.ndarray, corpus: np.ndarray, query_block: int = 4096
             np.matmul(block, part.T, out=out[: len(block), : len(part)])
 
 
+def faiss_flat(corpus: np.ndarray) -> faiss.Index:
+    """FAISS's own exact index over the corpus (unit vectors: inner product is cosine)."""
+    index = faiss.IndexFlatIP(corpus.shape[1])
+    for start in range(0, len(corpus), 65536):
+        index.add(corpus[start : start + 65536])
+    return index
+
+
 def exact_runs(data: SyntheticSet, relevance: PairRelevance, rounds: int) -> dict:
-    """The whole evaluation and the bare multiply, alternated."""
+    """The whole evaluation, the bare multiply, and FAISS's own exact search (k + 1 results), alternated."""
+    native = faiss_flat(data.corpus)
     seconds = alternate(
         {
             "evaluate": lambda: evaluate_embeddings(data.queries, data.corpus, relevance, KS, OPTIONS),
             "matmul": lambda: bare_matmul(data.queries, data.corpus),
+            "faiss_search": lambda: native.search(data.queries, max(KS) + 1),
         },
         rounds,
     )
@@ -72,6 +86,7 @@ def exact_runs(data: SyntheticSet, relevance: PairRelevance, rounds: int) -> dic
         "seconds": seconds,
         "ratio_wall": spread(ratios(seconds["evaluate"]["wall"], seconds["matmul"]["wall"])),
         "ratio_cpu": spread(ratios(seconds["evaluate"]["cpu"], seconds["matmul"]["cpu"])),
+        "faiss_ratio_wall": spread(ratios(seconds["faiss_search"]["wall"], seconds["matmul"]["wall"])),
         "peak_rss_gib": peak_rss_gib(),
     }
 
@@ -148,8 +163,9 @@ def main(argv=None) -> dict:
     results["ivf"]["peak_rss_gib"] = peak_rss_gib()
     del ivf
 
-    build_s, build_cpu, hnsw = timed(lambda: HNSWIndex(data.corpus, "cosine"))
-    results["hnsw"] = {"m": 32, "ef_construction": 100, "build_s": build_s, "build_cpu_s": build_cpu}
+    graph = {"m": args.hnsw_m, "ef_construction": args.hnsw_ef_construction}
+    build_s, build_cpu, hnsw = timed(lambda: HNSWIndex(data.corpus, "cosine", **graph))
+    results["hnsw"] = {**graph, "build_s": build_s, "build_cpu_s": build_cpu}
     results["hnsw"]["runs"] = approximate_runs(hnsw, "ef_search", args.ef_search, data, relevance, exact_ids)
     results["hnsw"]["peak_rss_gib"] = peak_rss_gib()
     del hnsw
