@@ -61,3 +61,19 @@ def cifar10_files(data_dir: Path, classes: int, per_class: int, start: int = 0) 
     """``(path, class)`` for ``per_class`` CIFAR-10 test images (from file number ``start``) of ``classes`` classes."""
     folders = sorted((data_dir / "cifar10" / "test").iterdir())[:classes]
     return [(folder / f"{i:04d}.jpg", folder.name) for folder in folders for i in range(start, start + per_class)]
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory):
+    """The default Flow (flow.yml) on a free 127.0.0.1 port with its own workspace; the client is logged in."""
+    from jina import Flow
+
+    import finetuner
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ["FINETUNER_WORKSPACE"] = str(tmp_path_factory.mktemp("workspace"))
+    with Flow.load_config(str(ROOT / "flow.yml"), uses_with={"port": port}):
+        finetuner.login(host=f"grpc://127.0.0.1:{port}")
+        yield port

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from finetuner.data import to_wire_docs
 from finetuner.errors import ConnectionFailedError, NotLoggedInError
 from finetuner.run import Run
@@ -140,32 +143,16 @@ def _content(doc: Any, modality: str) -> Any:
 
 
 def describe_models() -> list[dict[str, Any]]:
-    """The registered backbones: name, family, modality, output dim, where the weights come from."""
+    """Print and return the registered backbones: name, family, modality, output dim, where weights come from.
+
+    Besides these, ``timm/<name>`` and ``openclip/<architecture>`` build any timm model or open_clip
+    architecture, and a local folder builds a sentence-transformers / Hugging Face text model."""
     rows = [
-        {
-            "name": s.name,
-            "family": s.family,
-            "modality": s.modality,
-            "output_dim": s.output_dim,
-            "weights": s.weights,
-        }
+        {"name": s.name, "family": s.family, "modality": s.modality, "output_dim": s.output_dim, "weights": s.weights}
         for s in list_backbones()
     ]
+    table = Table("name", "family", "modality", "output dim", "weights", title="backbones")
     for row in rows:
-        print(f"{row['name']:<24} {row['family']:<22} {row['modality']:<6} {row['output_dim']:>5}  {row['weights']}")
+        table.add_row(*(str(value) for value in row.values()))
+    Console(width=160).print(table)
     return rows
-
-
-__all__ = [
-    "FitConfig",
-    "build_model",
-    "Run",
-    "describe_models",
-    "encode",
-    "evaluate",
-    "fit",
-    "get_model",
-    "get_run",
-    "list_runs",
-    "login",
-]

@@ -6,31 +6,16 @@ import numpy as np
 import pytest
 from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
-from jina import Flow
 from sentence_transformers import SentenceTransformer
 
 import finetuner
-from conftest import ROOT, banking77_slice
+from conftest import banking77_slice
 
 
 class LabeledDoc(BaseDoc):
     text: str
     finetuner_label: str
     embedding: NdArray | None = None
-
-
-@pytest.fixture(scope="module")
-def flow(tmp_path_factory):
-    import os
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ["FINETUNER_WORKSPACE"] = str(tmp_path_factory.mktemp("workspace"))
-    with Flow.load_config(str(ROOT / "flow.yml"), uses_with={"port": port}):
-        finetuner.login(host=f"grpc://127.0.0.1:{port}")
-        yield port
 
 
 def write_csv(path, rows):

@@ -5,10 +5,9 @@ import shutil
 import numpy as np
 import pytest
 from docarray import BaseDoc, DocList
-from jina import Flow
 
 import finetuner
-from conftest import ROOT, cifar10_files
+from conftest import cifar10_files
 
 pytestmark = pytest.mark.slow
 
@@ -16,20 +15,6 @@ pytestmark = pytest.mark.slow
 class ImageDoc(BaseDoc):
     url: str
     finetuner_label: str
-
-
-@pytest.fixture(scope="module")
-def flow(tmp_path_factory):
-    import os
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ["FINETUNER_WORKSPACE"] = str(tmp_path_factory.mktemp("workspace"))
-    with Flow.load_config(str(ROOT / "flow.yml"), uses_with={"port": port}):
-        finetuner.login(host=f"grpc://127.0.0.1:{port}")
-        yield port
 
 
 def csv_with_images(folder, files, row) -> str:

@@ -62,25 +62,28 @@ def eval_set_from_docs(docs: Iterable[Any]) -> EvalSet:
     """The evaluation data of a request, or one :class:`EvaluationError` listing every problem."""
     docs = list(docs)
     items = [(i, d) for i, d in enumerate(docs) if getattr(d, "kind", "item") == "item"]
+    by_pairs = _has_relevance_doc(docs)
     pair_rows, problems = _pair_rows(docs)
-    problems += _item_problems(items, by_pairs=bool(pair_rows) or _has_relevance_doc(docs))
-    _raise(problems)
-    query_items = [(i, d) for i, d in items if getattr(d, "role", None) in (None, "", "query")]
-    index_items = [(i, d) for i, d in items if getattr(d, "role", None) in (None, "", "index")]
-    if not query_items or not index_items:
-        missing = "query" if not query_items else "index"
-        raise EvaluationError(f"evaluation data rejected: no {missing} item (items with role {missing!r} or none)")
+    _raise(problems + _item_problems(items, by_pairs))
+    query_items, index_items = _by_role(items, "query"), _by_role(items, "index")
     own = _own(query_items, index_items)
-    inputs = _inputs(items)
-    queries = [inputs[i] for i, _ in query_items]
-    index = None if len(index_items) == len(query_items) == len(items) else [inputs[i] for i, _ in index_items]
-    query_names, index_names = _names(query_items), _names(index_items)
-    if _has_relevance_doc(docs):
-        relevance = _pair_relevance(pair_rows, query_names, index_names, own)
+    names = _names(query_items), _names(index_items)
+    if by_pairs:
+        relevance = _pair_relevance(pair_rows, *names, own)
     else:
         labels = [d.finetuner_label for _, d in query_items], [d.finetuner_label for _, d in index_items]
         relevance = LabelRelevance(*labels, own=own)
-    return EvalSet(queries, index, relevance, query_names, index_names)
+    inputs = _inputs(items)
+    index = None if len(query_items) == len(index_items) == len(items) else [inputs[i] for i, _ in index_items]
+    return EvalSet([inputs[i] for i, _ in query_items], index, relevance, *names)
+
+
+def _by_role(items: list[tuple[int, Any]], role: str) -> list[tuple[int, Any]]:
+    """The items that play ``role``: those with that role and those with none."""
+    chosen = [(i, d) for i, d in items if getattr(d, "role", None) in (None, "", role)]
+    if not chosen:
+        raise EvaluationError(f"evaluation data rejected: no {role} item (items with role {role!r} or none)")
+    return chosen
 
 
 def _has_relevance_doc(docs: list[Any]) -> bool:

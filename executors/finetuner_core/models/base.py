@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -18,6 +19,7 @@ from finetuner_core.models.freeze import freeze
 from finetuner_core.models.options import ModelOptions
 
 CONFIG_FILE = "finetuner.json"
+WEIGHTS_FILE = "model.safetensors"
 
 
 def pick_device(device: str = "auto") -> str:
@@ -57,7 +59,12 @@ class EmbeddingModel(nn.Module):
         raise NotImplementedError
 
     def save_weights(self, directory: Path) -> None:
-        raise NotImplementedError
+        """The state dict as ``model.safetensors`` (families with a native format override this)."""
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        safetensors.torch.save_file(state, str(directory / WEIGHTS_FILE))
+
+    def load_weights(self, directory: Path) -> None:
+        self.load_state_dict(safetensors.torch.load_file(str(directory / WEIGHTS_FILE)))
 
     # --- shared -------------------------------------------------------------------------------------------
     def add_head(self) -> None:

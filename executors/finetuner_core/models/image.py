@@ -25,7 +25,6 @@ from finetuner_core.models.base import EmbeddingModel, pick_device
 from finetuner_core.models.options import ModelOptions
 from finetuner_core.models.pooling import IMAGE_POOLING
 
-WEIGHTS_FILE = "model.safetensors"
 TOKEN_POOLING = ("cls", "mean")
 
 
@@ -68,13 +67,6 @@ class ImageEmbeddingModel(EmbeddingModel):
 
     def backbone_module(self) -> nn.Module:
         return self.backbone
-
-    def save_weights(self, directory: Path) -> None:
-        state = {k: v.contiguous() for k, v in self.state_dict().items()}
-        safetensors.torch.save_file(state, str(directory / WEIGHTS_FILE))
-
-    def load_weights(self, directory: Path) -> None:
-        self.load_state_dict(safetensors.torch.load_file(str(directory / WEIGHTS_FILE)))
 
 
 class TimmFeatures(nn.Module):

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import safetensors.torch
 import torch
 from torch import nn
 
 from finetuner_core.models.base import EmbeddingModel, pick_device
 from finetuner_core.models.options import ModelOptions
-
-WEIGHTS_FILE = "model.safetensors"
 
 
 class MLPEmbeddingModel(EmbeddingModel):
@@ -52,11 +48,3 @@ class MLPEmbeddingModel(EmbeddingModel):
 
     def backbone_module(self) -> nn.Module:
         return self.backbone
-
-    def save_weights(self, directory: Path) -> None:
-        safetensors.torch.save_file(
-            {k: v.contiguous() for k, v in self.state_dict().items()}, str(directory / WEIGHTS_FILE)
-        )
-
-    def load_weights(self, directory: Path) -> None:
-        self.load_state_dict(safetensors.torch.load_file(str(directory / WEIGHTS_FILE)))
