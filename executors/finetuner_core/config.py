@@ -13,6 +13,7 @@ from finetuner_core.models.options import ModelOptions
 from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, expected_modality
 from finetuner_core.training import losses
 from finetuner_core.training.samplers import SAMPLERS
+from finetuner_core.training.schedulers import SCHEDULERS, make_factor
 
 
 def optimizer_names() -> list[str]:
@@ -46,6 +47,35 @@ class FitConfig(BaseModel):
     optimizer_options: dict[str, Any] = Field(default_factory=dict, description="extra optimizer arguments")
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
+    scheduler: str = Field("linear", description="learning-rate schedule (training.schedulers.SCHEDULERS)")
+    scheduler_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the schedule (num_cycles, power, end_factor)"
+    )
+    scheduler_interval: Literal["step", "epoch"] = Field(
+        "step", description="advance the schedule after every optimizer step, or after every epoch"
+    )
+    layer_lr_decay: float | None = Field(
+        None, gt=0, le=1, description="layer-wise decay: a layer d deep from the output trains at lr * decay ** d"
+    )
+    head_learning_rate: float | None = Field(
+        None, gt=0, description="learning rate of the projection head (None: as the layer it would be)"
+    )
+    gradient_accumulation_steps: int = Field(1, ge=1, description="batches whose gradients add up to one step")
+    max_grad_norm: float | None = Field(None, gt=0, description="clip the total gradient norm to this (None: off)")
+    eval_every_steps: int | None = Field(
+        None, ge=1, description="evaluate on the eval data every N steps (None: only before and after)"
+    )
+    monitor: str = Field(
+        "loss", description="what early stopping and the best-model checkpoint watch: loss, or a metric such as mrr@10"
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after this many checks of the monitor without improvement (None: off)"
+    )
+    keep_best_model: bool = Field(
+        True,
+        description="with periodic evaluation of a metric monitor: hand back the best model seen, never "
+        "one worse than the pretrained model",
+    )
     epochs: int = Field(1, ge=1, description="passes over the training data")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (None: epochs decide)")
     batch_size: int = Field(64, ge=2, description="items per batch")
@@ -78,6 +108,19 @@ class FitConfig(BaseModel):
     def _known_optimizer(cls, value: str) -> str:
         return _known(value, optimizer_names(), "optimizer")
 
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        return _known(value, SCHEDULERS, "scheduler")
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor_form(cls, value: str) -> str:
+        name, _, k = value.partition("@")
+        if value != "loss" and not (name and k.isdigit()):
+            raise ValueError(f"monitor must be 'loss' or a metric at a cut-off such as 'mrr@10', got {value!r}")
+        return value
+
     @field_validator("eval_ks")
     @classmethod
     def _positive_ks(cls, value: list[int]) -> list[int]:
@@ -93,6 +136,12 @@ class FitConfig(BaseModel):
                 f"({self.num_items_per_class}) with the class sampler"
             )
         losses.build(losses.LOSSES, self.loss_name, self.loss_options)
+        try:
+            make_factor(self.scheduler, 10, self.warmup_ratio, self.scheduler_options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"scheduler_options: {exc}") from None
+        if self.monitor != "loss" and int(self.monitor.partition("@")[2]) not in self.eval_ks:
+            raise ValueError(f"monitor {self.monitor!r} needs its cut-off in eval_ks ({self.eval_ks})")
         if self.miner is not None:
             losses.build(losses.MINERS, self.miner, self.miner_options)
         return self
@@ -107,6 +156,11 @@ class FitConfig(BaseModel):
         if self.loss is not None:
             return self.loss
         return "CLIPLoss" if self.modality == "text-image" else "TripletMarginLoss"
+
+    @property
+    def monitor_mode(self) -> Literal["min", "max"]:
+        """The loss should fall, every retrieval metric should rise."""
+        return "min" if self.monitor == "loss" else "max"
 
     @property
     def uses_miner(self) -> bool:

@@ -1,13 +1,16 @@
 import numpy as np
 import pytest
+import torch
 
 from conftest import banking77_slice
 from finetuner_core.config import FitConfig
 from finetuner_core.data import LabeledItem
 from finetuner_core.models import build_model
+from finetuner_core.training import loop
 from finetuner_core.training.callbacks import Callback, LoggingCallback, StopCallback
-from finetuner_core.training.loop import train
+from finetuner_core.training.loop import accumulate, train
 from finetuner_core.training.losses import LOSSES
+from finetuner_core.training.optimizers import build_optimizer, layer_of, parameter_groups
 
 
 def class_separation(model, records) -> float:
@@ -62,3 +65,151 @@ def test_callbacks_see_every_step_and_can_stop_training(records):
     )
     assert state.stop and state.step == 2 and [s for s, _ in seen] == [1, 2]
     assert lines[0].startswith("training: 3 epoch(s)") and "step 2/" in lines[2]
+
+
+# --- the engine on a small MLP over vectors ------------------------------------------------------------------
+
+MLP_OPTIONS = {"input_dim": 8, "hidden_dims": [16]}
+
+
+def mlp(**options):
+    return build_model("mlp", {**MLP_OPTIONS, **options}, "cpu")
+
+
+def vectors(n: int = 48, classes: int = 4) -> list[LabeledItem]:
+    rng = np.random.default_rng(0)
+    return [LabeledItem(rng.normal(size=8).astype(np.float32), str(i % classes)) for i in range(n)]
+
+
+def mlp_config(**fields) -> FitConfig:
+    base = dict(model="mlp", model_options=MLP_OPTIONS, batch_size=8, num_items_per_class=2, device="cpu")
+    return FitConfig(**{**base, **fields})
+
+
+class MeanSquaredTask:
+    """A loss that is a mean over items: the mean squared embedding of the batch minus a target."""
+
+    def __init__(self, records):
+        self.contents = [r.content for r in records]
+
+    def loss(self, model, batch):
+        return ((model.embed([self.contents[i] for i in batch]) - 0.1) ** 2).sum(-1).mean()
+
+
+def _grads(model):
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def test_accumulating_half_batches_gives_the_gradient_of_the_full_batch():
+    records, full = vectors(), list(range(16))
+    one, two = mlp(), mlp()
+    two.load_state_dict(one.state_dict())
+    task = MeanSquaredTask(records)
+    loss_one = accumulate(task, one, [full])
+    loss_two = accumulate(task, two, [full[:8], full[8:]])
+    assert loss_two == pytest.approx(loss_one, rel=1e-6)
+    for a, b in zip(_grads(one), _grads(two), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    three = mlp()
+    three.load_state_dict(one.state_dict())
+    accumulate(task, three, [full[:8]])  # half the data alone: a different gradient
+    assert not all(torch.allclose(a, b) for a, b in zip(_grads(one), _grads(three), strict=True))
+
+
+def test_a_step_is_one_update_over_the_accumulated_batches():
+    updates = []
+
+    class Counter(Callback):
+        def on_step_end(self, state):
+            updates.append(state.step)
+
+    config = mlp_config(epochs=2, gradient_accumulation_steps=4)  # 6 batches an epoch -> 2 steps an epoch
+    state = train(mlp(), vectors(), config, [Counter()])
+    assert state.total_steps == 4 and updates == [1, 2, 3, 4]
+
+
+def test_clipping_bounds_the_gradient_norm():
+    norms = []
+
+    class GradNorm(Callback):
+        def on_step_end(self, state):
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            norms.append((state.grad_norm, float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])))))
+
+    model = mlp()
+    train(model, vectors(), mlp_config(max_steps=3, max_grad_norm=1e-3), [GradNorm()])
+    assert len(norms) == 3
+    assert all(before > 1e-3 and after <= 1e-3 * (1 + 1e-4) for before, after in norms)
+
+
+def test_layer_wise_decay_gives_each_layer_its_learning_rate():
+    model = mlp(hidden_dims=[16, 16], output_dim=4)  # backbone.0, backbone.2, projection
+    groups = parameter_groups(model, 1e-3, layer_lr_decay=0.5)
+    assert [(g["layer"], g["lr"]) for g in groups] == [
+        ("backbone.0", 2.5e-4),
+        ("backbone.2", 5e-4),
+        ("projection", 1e-3),
+    ]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    with_head = parameter_groups(model, 1e-3, layer_lr_decay=0.5, head_learning_rate=1e-2)
+    assert [(g["layer"], g["lr"]) for g in with_head] == [
+        ("backbone.0", 5e-4),
+        ("backbone.2", 1e-3),
+        ("projection", 1e-2),
+    ]
+    assert [(g["layer"], g["lr"]) for g in parameter_groups(model, 1e-3)] == [("all", 1e-3)]
+
+
+def test_frozen_parameters_get_no_group_and_the_optimizer_keeps_the_groups():
+    model = mlp(output_dim=4, freeze=True)
+    optimizer = build_optimizer(
+        model, mlp_config(layer_lr_decay=0.9, optimizer="SGD", optimizer_options={"momentum": 0.9})
+    )
+    assert [g["layer"] for g in optimizer.param_groups] == ["projection"]
+    assert optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_a_layer_is_the_block_a_parameter_belongs_to():
+    assert layer_of("backbone.0.auto_model.encoder.layer.3.attention.self.query.weight").endswith("layer.3")
+    assert layer_of("projection.weight") == "projection" and layer_of("logit_scale") == "logit_scale"
+
+
+def test_the_schedule_can_advance_per_epoch():
+    rates = []
+
+    class Rate(Callback):
+        def on_step_end(self, state):
+            rates.append(state.learning_rate)
+
+    config = mlp_config(epochs=4, scheduler="linear", scheduler_interval="epoch", warmup_ratio=0, learning_rate=1.0)
+    train(mlp(), vectors(), config, [Rate()])  # 6 steps an epoch; one epoch of warm-up, then 1, 2/3, 1/3
+    assert rates == pytest.approx([1.0] * 12 + [2 / 3] * 6 + [1 / 3] * 6)
+
+
+def nan_task(monkeypatch, after_steps: int = 0):
+    """Make the loss NaN from the step after ``after_steps`` on."""
+    real = loop.make_task
+    calls = []
+
+    def make_task(records, config):
+        task = real(records, config)
+        loss = task.loss
+
+        def patched(model, batch):
+            calls.append(1)
+            value = loss(model, batch)
+            return value * float("nan") if len(calls) > after_steps else value
+
+        task.loss = patched
+        return task
+
+    monkeypatch.setattr(loop, "make_task", make_task)
+
+
+def test_a_non_finite_loss_is_not_applied(monkeypatch):
+    nan_task(monkeypatch)
+    model = mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = train(model, vectors(), mlp_config(max_steps=2))
+    assert np.isnan(state.loss) and state.step == 2
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

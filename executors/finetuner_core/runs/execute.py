@@ -11,10 +11,21 @@ from finetuner_core.models.build import build_model
 from finetuner_core.models.onnx_export import export_onnx
 from finetuner_core.runs.artifact import write_manifest
 from finetuner_core.runs.store import RunStatus, RunStore
-from finetuner_core.training.callbacks import LoggingCallback, StopCallback
+from finetuner_core.training.callbacks import (
+    BestModelCheckpoint,
+    Callback,
+    EarlyStopping,
+    EvaluationCallback,
+    LoggingCallback,
+    StopCallback,
+)
 from finetuner_core.training.loop import train
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped on an error it cannot go on from (e.g. a non-finite loss); the message says which."""
 
 
 def execute_run(store: RunStore, run_id: str, should_stop=lambda: False) -> None:
@@ -44,13 +55,17 @@ def _execute(store: RunStore, run_id: str, log, should_stop) -> None:
         f"{trainable:,} trainable parameters; {len(train_data)} training items, loss {config.loss_name}"
     )
     ks = tuple(config.eval_ks)
-    if eval_data:
-        _evaluate(store, run_id, "before", model, eval_data, ks, log)
-    state = train(model, train_data, config, [LoggingCallback(log, config.log_every), StopCallback(should_stop)])
-    if state.stop:
+    before = _evaluate(store, run_id, "before", model, eval_data, ks, log) if eval_data else None
+    callbacks = _callbacks(store, run_id, config, model, eval_data, before, log, should_stop)
+    state = train(model, train_data, config, callbacks)
+    if state.failed:
+        raise TrainingFailed(state.stop_reason)
+    if state.cancelled:
         log("cancelled")
         store.set_status(run_id, RunStatus.CANCELLED)
         return
+    if state.stop_reason:
+        log(state.stop_reason)
     if eval_data:
         _evaluate(store, run_id, "after", model, eval_data, ks, log)
     model.save(store.artifact_dir(run_id))
@@ -62,10 +77,43 @@ def _execute(store: RunStore, run_id: str, log, should_stop) -> None:
     store.set_status(run_id, RunStatus.FINISHED)
 
 
-def _evaluate(store, run_id, stage, model, eval_data, ks, log) -> None:
+def _callbacks(store, run_id, config, model, eval_data, before, log, should_stop) -> list[Callback]:
+    """Logging, cancellation, periodic evaluation (when asked for), early stopping, the best-model checkpoint."""
+    callbacks: list[Callback] = [LoggingCallback(log, config.log_every), StopCallback(should_stop)]
+    periodic = bool(eval_data) and config.eval_every_steps is not None
+    if periodic:
+
+        def evaluate() -> dict:
+            model.eval()
+            try:
+                return _metrics(model, eval_data, tuple(config.eval_ks))
+            finally:
+                model.train()
+
+        def record(step: int, metrics: dict) -> None:
+            _record(store, run_id, f"step {step}", metrics, log)
+
+        callbacks.append(EvaluationCallback(evaluate, config.eval_every_steps, initial=before, on_metrics=record))
+    callbacks.append(EarlyStopping(config.monitor, config.early_stopping_patience, config.monitor_mode))
+    if periodic and config.keep_best_model and config.monitor != "loss":
+        callbacks.append(BestModelCheckpoint(model, config.monitor, config.monitor_mode))
+    return callbacks
+
+
+def _evaluate(store, run_id, stage, model, eval_data, ks, log) -> dict:
     log(f"evaluating ({stage}) on {len(eval_data)} items")
+    metrics = _metrics(model, eval_data, ks)
+    _record(store, run_id, stage, metrics, log)
+    return metrics
+
+
+def _metrics(model, eval_data, ks) -> dict:
+    """The same evaluation as before and after training: pairs or labeled items."""
     evaluate = evaluate_pairs if isinstance(eval_data[0], PairItem) else evaluate_labeled
-    metrics = evaluate(model, eval_data, ks)
+    return evaluate(model, eval_data, ks)
+
+
+def _record(store, run_id, stage, metrics, log) -> None:
     store.set_metrics(run_id, stage, metrics)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("precision@1", "mrr@")))
     log(f"metrics {stage}: {shown}")

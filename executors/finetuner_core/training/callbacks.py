@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
 
-from finetuner_core.training.state import TrainState
+import torch
+from torch import nn
+
+from finetuner_core.training.state import CANCELLED, TrainState
 
 
 class Callback:
@@ -49,4 +55,167 @@ class StopCallback(Callback):
 
     def on_step_end(self, state: TrainState) -> None:
         if self.should_stop():
-            state.stop = True
+            state.request_stop(CANCELLED)
+
+
+class EvaluationCallback(Callback):
+    """Calls ``evaluate()`` every ``every_steps`` steps and/or after every epoch; its metrics go to the state.
+
+    ``initial`` (the metrics of the model before training, when known) is put in the state at train begin, so
+    that monitors can compare with the pretrained model. ``on_metrics(step, metrics)`` receives each
+    evaluation. Put this callback before the ones that monitor a metric.
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[[], dict[str, float]],
+        every_steps: int | None = None,
+        per_epoch: bool = False,
+        initial: dict[str, float] | None = None,
+        on_metrics: Callable[[int, dict[str, float]], None] = lambda step, metrics: None,
+    ):
+        if every_steps is None and not per_epoch:
+            raise ValueError("EvaluationCallback needs every_steps or per_epoch")
+        self.evaluate, self.every_steps, self.per_epoch = evaluate, every_steps, per_epoch
+        self.initial, self.on_metrics = initial, on_metrics
+
+    def on_train_begin(self, state: TrainState) -> None:
+        if self.initial is not None:
+            state.metrics, state.metrics_step = dict(self.initial), 0
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self.every_steps and state.step % self.every_steps == 0 and not state.failed:
+            self._run(state)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.per_epoch and state.metrics_step != state.step and not state.failed:
+            self._run(state)
+
+    def _run(self, state: TrainState) -> None:
+        state.metrics, state.metrics_step = dict(self.evaluate()), state.step
+        self.on_metrics(state.step, state.metrics)
+
+
+class Monitor:
+    """Reads the monitored value once per new observation: the loss every step, a metric per evaluation."""
+
+    def __init__(self, monitor: str = "loss", mode: Literal["min", "max"] = "min", min_delta: float = 0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode, self.min_delta = monitor, mode, min_delta
+        self.seen: int | None = None
+
+    def fresh(self, state: TrainState) -> float | None:
+        """The value if it is new since the last call, else None."""
+        step = (state.step or None) if self.monitor == "loss" else state.metrics_step
+        if step is None or step == self.seen or (self.monitor != "loss" and self.monitor not in state.metrics):
+            return None
+        self.seen = step
+        return state.loss if self.monitor == "loss" else float(state.metrics[self.monitor])
+
+    def better(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return math.isfinite(value)
+        return value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta
+
+
+class EarlyStopping(Callback):
+    """Stops when the monitored value has not improved for ``patience`` checks (None: never for that reason).
+
+    Whatever it monitors, a non-finite loss stops training at once as a failure, with the reason in the state.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "loss",
+        patience: int | None = 3,
+        mode: Literal["min", "max"] = "min",
+        min_delta: float = 0.0,
+    ):
+        self.watch = Monitor(monitor, mode, min_delta)
+        self.patience = patience
+        self.best: float | None = None
+        self.waited = 0
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self._check(state)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step > 0 and not math.isfinite(state.loss):
+            state.request_stop(f"training loss is {state.loss} at step {state.step}", failed=True)
+            return
+        self._check(state)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self._check(state)
+
+    def _check(self, state: TrainState) -> None:
+        value = self.watch.fresh(state)
+        if value is None or self.patience is None:
+            return
+        if self.watch.better(value, self.best):
+            self.best, self.waited = value, 0
+            return
+        self.waited += 1
+        if self.waited >= self.patience:
+            state.request_stop(
+                f"early stopping: {self.watch.monitor} did not improve on {self.best:.4g} "
+                f"for {self.patience} check(s), at step {state.step}"
+            )
+
+
+class BestModelCheckpoint(Callback):
+    """Keeps the weights with the best monitored value (in memory, or in ``directory``) and restores them at
+    train end. With ``include_initial`` (the default) the model as it was at train begin competes too, when
+    its value is known then (a metric given to :class:`EvaluationCallback` as ``initial``), so training never
+    hands back a model worse than the pretrained one on that metric.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        monitor: str,
+        mode: Literal["min", "max"] = "max",
+        directory: str | Path | None = None,
+        include_initial: bool = True,
+    ):
+        self.model = model
+        self.watch = Monitor(monitor, mode)
+        self.path = Path(directory) / "best.pt" if directory is not None else None
+        self.include_initial = include_initial
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.best_metrics: dict[str, float] = {}
+        self._weights: dict[str, torch.Tensor] | None = None
+
+    def on_train_begin(self, state: TrainState) -> None:
+        if self.include_initial:
+            self._check(state)
+        else:
+            self.watch.seen = state.metrics_step
+
+    def on_step_end(self, state: TrainState) -> None:
+        self._check(state)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self._check(state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self._check(state)
+        if self.best_step is None or self.best_step == state.step:
+            return
+        weights = torch.load(self.path, weights_only=True) if self.path else self._weights
+        self.model.load_state_dict(weights)
+        state.metrics, state.metrics_step = dict(self.best_metrics), self.best_step
+
+    def _check(self, state: TrainState) -> None:
+        value = self.watch.fresh(state)
+        if value is None or not self.watch.better(value, self.best):
+            return
+        self.best, self.best_step, self.best_metrics = value, state.step, dict(state.metrics)
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(weights, self.path)
+        else:
+            self._weights = weights

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+CANCELLED = "cancelled"
 
 
 @dataclass
 class TrainState:
-    """Progress of one training: callbacks read it, and may set ``stop`` to end training after this step."""
+    """Progress of one training: callbacks read it, and may set ``stop`` to end training after this step.
+
+    A step is one optimizer update (``gradient_accumulation_steps`` batches). ``metrics`` holds the latest
+    evaluation, made at step ``metrics_step``. A callback that stops training says why in ``stop_reason``;
+    ``failed`` marks a stop the run must fail with (e.g. a non-finite loss).
+    """
 
     epoch: int = 0
     epochs: int = 1
@@ -16,11 +23,26 @@ class TrainState:
     total_steps: int = 0
     loss: float = math.nan
     learning_rate: float = 0.0
+    grad_norm: float = math.nan
     elapsed_s: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    metrics_step: int | None = None
     stop: bool = False
+    stop_reason: str | None = None
+    failed: bool = False
 
     @property
     def eta_s(self) -> float:
         if self.step == 0:
             return math.nan
         return self.elapsed_s / self.step * (self.total_steps - self.step)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.stop_reason == CANCELLED
+
+    def request_stop(self, reason: str, failed: bool = False) -> None:
+        """End training after this step, for ``reason`` (the first reason given is kept)."""
+        if not self.stop:
+            self.stop, self.stop_reason = True, reason
+        self.failed = self.failed or failed
