@@ -44,6 +44,19 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def resident_gib() -> dict[str, float]:
+    """Resident memory now (``rss``) and its peak since the last :func:`reset_peak` (``peak``), in GiB."""
+    with open("/proc/self/status", encoding="utf-8") as file:
+        fields = dict(line.split(":", 1) for line in file if line.startswith(("VmRSS", "VmHWM")))
+    return {"rss": int(fields["VmRSS"].split()[0]) / 2**20, "peak": int(fields["VmHWM"].split()[0]) / 2**20}
+
+
+def reset_peak() -> None:
+    """Start a new peak-memory measurement (Linux: clear_refs 5 resets the process's VmHWM)."""
+    with open("/proc/self/clear_refs", "w", encoding="utf-8") as file:
+        file.write("5")
+
+
 def peak_rss_gib() -> float:
     """The process's peak resident memory so far, in GiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

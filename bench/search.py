@@ -27,7 +27,17 @@ from finetuner_core.evaluation.index import Index, neighbour_recall
 from finetuner_core.evaluation.metrics import metric_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import alternate, load_average, machine, peak_rss_gib, ratios, spread, timed  # noqa: E402
+from measure import (  # noqa: E402
+    alternate,
+    load_average,
+    machine,
+    peak_rss_gib,
+    ratios,
+    reset_peak,
+    resident_gib,
+    spread,
+    timed,
+)
 from report import write_section  # noqa: E402
 from synthetic import SyntheticSet, clustered_set  # noqa: E402
 
@@ -92,11 +102,14 @@ def exact_runs(data: SyntheticSet, relevance: PairRelevance, rounds: int) -> dic
 
 
 def exact_breakdown(data: SyntheticSet, relevance: PairRelevance) -> tuple[dict, np.ndarray, FlatIndex]:
-    """One evaluation in its parts (index, search, judging + metrics); the exact ids for the other checks."""
+    """One evaluation in its parts (index, search, judging + metrics) and the memory it adds to the corpus's."""
+    reset_peak()
+    before = resident_gib()["rss"]
     build, _, index = timed(lambda: FlatIndex(data.corpus, "cosine"))
     search, _, (_, ids) = timed(lambda: index.search(data.queries, max(KS)))
     judge, _, metrics = timed(lambda: metric_table(relevance.judge(ids), KS))
-    parts = {"index_s": build, "search_s": search, "judge_and_metrics_s": judge, "metrics": metrics}
+    memory = {"resident_before_gib": before, "peak_gib": resident_gib()["peak"]}
+    parts = {"index_s": build, "search_s": search, "judge_and_metrics_s": judge, "memory": memory, "metrics": metrics}
     return parts, ids, index
 
 

@@ -92,14 +92,10 @@ def evaluate_embeddings(
     options, ks = parse_evaluation_options(options), normalise_ks(ks)
     query_name = eval_set.query_name if eval_set else (lambda i: f"query {i}")
     index_name = eval_set.index_name if eval_set else (lambda i: f"item {i}")
-    check_not_empty(len(queries), len(index))
-    queries = check_embeddings(queries, relevance.num_queries, "query", query_name)
-    index = check_embeddings(index, relevance.num_index, "index", index_name)
-    check_dimensions(queries.shape[1], index.shape[1])
-    leaves_own_out = bool((relevance.own >= 0).any())
-    check_ks(ks, len(index), leaves_own_out)
+    queries, index = _checked(queries, index, relevance, ks, query_name, index_name)
     search_index = build_index(options.index, index, options.metric, **options.index_options)
-    depth = _depth(ks, relevance, len(index) - int(leaves_own_out), options.max_depth)
+    candidates = len(index) - int((relevance.own >= 0).any())
+    depth = _depth(ks, relevance, candidates, options.max_depth)
     scores, ids = retrieve(search_index, queries, depth, relevance.own, options.batch_size)
     judgements = relevance.judge(ids)
     if not (judgements.num_relevant > 0).any():
@@ -109,17 +105,20 @@ def evaluate_embeddings(
     metrics = metric_table(judgements, ks)
     if options.index != "flat" and options.exact_check:
         metrics[f"index_recall@{max(ks)}"] = _index_recall(search_index, queries, index, relevance, ks, options)
-    describe_query, describe_item = _describers(eval_set, query_name, index_name)
-    examples = display_examples(
-        example_positions(len(queries), options.examples),
-        scores,
-        ids,
-        judgements,
-        min(options.example_k, depth),
-        describe_query,
-        describe_item,
-    )
+    positions, shown = example_positions(len(queries), options.examples), min(options.example_k, depth)
+    describers = _describers(eval_set, query_name, index_name)
+    examples = display_examples(positions, scores, ids, judgements, shown, *describers)
     return Evaluation(metrics, examples, _warnings(judgements, query_name), relevance.kind)
+
+
+def _checked(queries, index, relevance: Relevance, ks, query_name, index_name) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings as float32 once every check has passed.  # (q, dim), (n, dim)"""
+    check_not_empty(len(queries), len(index))
+    queries = check_embeddings(queries, relevance.num_queries, "query", query_name)
+    index = check_embeddings(index, relevance.num_index, "index", index_name)
+    check_dimensions(queries.shape[1], index.shape[1])
+    check_ks(ks, len(index), bool((relevance.own >= 0).any()))
+    return queries, index
 
 
 def evaluate_models(
