@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from finetuner.data import to_wire_docs
+from finetuner.data import retrieval_docs, to_wire_docs
 from finetuner.errors import ConnectionFailedError, NotLoggedInError
 from finetuner.run import Run
 from finetuner.transport import Transport
@@ -102,16 +102,44 @@ def list_runs() -> list[dict[str, Any]]:
     return _transport().result("/runs/list")["runs"]
 
 
-def evaluate(eval_data: Any, model: str | None = None, run_id: str | None = None, **options: Any) -> dict:
-    """Retrieval metrics of ``model`` (or of run ``run_id``'s artifact) on ``eval_data``, in the Flow."""
+def evaluate(
+    eval_data: Any = None,
+    model: str | None = None,
+    run_id: str | None = None,
+    *,
+    queries: list | None = None,
+    index: list | None = None,
+    pairs: list | None = None,
+    models: list | None = None,
+    query_model: Any = None,
+    index_model: Any = None,
+    evaluation: dict | None = None,
+    full: bool = False,
+    **options: Any,
+) -> dict:
+    """Retrieval metrics in the Flow, of ``model`` (or run ``run_id``'s artifact, or several ``models`` side by
+    side, or a ``query_model`` / ``index_model`` pair for cross-modal search).
+
+    Data: ``eval_data`` (labeled items or text-image pairs: every item a query against the others), or
+    ``queries`` and ``index`` (values or ``(value, label)``) with relevance by label or by ``pairs`` of
+    ``(query number, index number[, grade])``. ``evaluation`` holds the evaluation options (index kind ...).
+    Returns the metric table, or with ``full=True`` the whole answer (sample queries with their top results,
+    per-model tables, warnings).
+    """
     if run_id is not None:
         saved = get_run(run_id).info()["config"]
         options = {**{"model_options": saved["model_options"]}, **options}
         model = model or saved["model"]
     config = _config(model or DEFAULT_TEXT_MODEL, dict(options))
-    parameters = {"config": config.model_dump(mode="json"), "run_id": run_id}
-    docs = to_wire_docs(eval_data, "eval", config.modality)
-    return _transport().result("/evaluate", docs, **parameters)["metrics"]
+    parameters = {"config": config.model_dump(mode="json"), "run_id": run_id, "models": models}
+    parameters.update(query_model=query_model, index_model=index_model, evaluation=evaluation)
+    parameters = {key: value for key, value in parameters.items() if value is not None}
+    if queries is not None:
+        docs = retrieval_docs(queries, index or [], pairs)
+    else:
+        docs = to_wire_docs(eval_data, "eval", config.modality)
+    answer = _transport().result("/evaluate", docs, **parameters)
+    return answer if full else answer["metrics"]
 
 
 def build_model(name: str = DEFAULT_TEXT_MODEL, device: str = "cpu", **options: Any) -> EmbeddingModel:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,25 @@ def _with_image(doc: FinetunerDoc, image: Any) -> FinetunerDoc:
     else:
         doc.tensor = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
     return doc
+
+
+def retrieval_docs(queries: list, index: list, pairs: list | None = None) -> list[FinetunerDoc]:
+    """Query / index items named q0.. / d0..; an entry is a value or (value, label); pairs are (q, d[, grade])."""
+    docs = [_role_doc(e, "query", f"q{i}") for i, e in enumerate(queries)]
+    docs += [_role_doc(e, "index", f"d{i}") for i, e in enumerate(index)]
+    if pairs is not None:
+        rows = [[f"q{p[0]}", f"d{p[1]}", *p[2:3]] for p in pairs]
+        docs.append(FinetunerDoc(kind="relevance", split="eval", payload=json.dumps({"pairs": rows})))
+    return docs
+
+
+def _role_doc(entry, role: str, name: str) -> FinetunerDoc:
+    value, label = entry if isinstance(entry, tuple) else (entry, None)
+    doc = FinetunerDoc(split="eval", role=role, name=name, finetuner_label=_str_or_none(label))
+    if isinstance(value, str) and not _is_image(value):
+        doc.text = value
+        return doc
+    return _with_image(doc, value)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -19,8 +19,7 @@ from jina import Executor, requests
 
 from finetuner_core.config import FitConfig, parse_fit_config
 from finetuner_core.data.intake import parse_data
-from finetuner_core.data.records import PairItem
-from finetuner_core.evaluation.dataset import EvalSet, labeled_set, paired_set
+from finetuner_core.evaluation.dataset import EvalSet, records_set
 from finetuner_core.evaluation.endpoint import ModelRef, ModelSpec, answer, model_specs
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.evaluate import evaluate_models
@@ -54,7 +53,7 @@ class FinetunerEvaluator(Executor):
             return eval_set_from_docs(docs)
         modality = "text-image" if spec.index is not None else model.modality
         records = parse_data(docs, modality, config.csv_options, 1, required=("eval",))["eval"]
-        return paired_set(records) if isinstance(records[0], PairItem) else labeled_set(records)
+        return records_set(records)
 
     def _index_model(self, spec: ModelSpec, loaded: dict):
         return None if spec.index is None else self._load(spec.index, loaded)

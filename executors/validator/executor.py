@@ -10,6 +10,10 @@ from jina import Executor, requests
 
 from finetuner_core.config import parse_fit_config
 from finetuner_core.data.intake import parse_data, parse_fit_data
+from finetuner_core.evaluation.endpoint import model_specs
+from finetuner_core.evaluation.evaluate import check_eval_records
+from finetuner_core.evaluation.options import parse_evaluation_options
+from finetuner_core.evaluation.request import eval_set_from_docs, is_retrieval_request
 from finetuner_core.wire import FinetunerDoc, record_docs
 
 
@@ -17,12 +21,22 @@ class FinetunerValidator(Executor):
     @requests(on="/fit")
     def fit(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         config = parse_fit_config(parameters.get("config", {}))
-        return record_docs(parse_fit_data(docs, config))
+        splits = parse_fit_data(docs, config)
+        if splits.get("eval"):
+            check_eval_records(splits["eval"], tuple(config.eval_ks))
+        return record_docs(splits)
 
     @requests(on="/evaluate")
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         config = parse_fit_config(parameters.get("config", {}))
-        return record_docs(parse_data(docs, config.modality, config.csv_options, 1, required=("eval",)))
+        parse_evaluation_options(parameters.get("evaluation"))
+        model_specs(parameters, config.model, config.model_options.model_dump(mode="json"))
+        if is_retrieval_request(docs):
+            eval_set_from_docs(docs)  # one EvaluationError listing every bad document
+            return docs
+        splits = parse_data(docs, config.modality, config.csv_options, 1, required=("eval",))
+        check_eval_records(splits["eval"], tuple(config.eval_ks))
+        return record_docs(splits)
 
     @requests
     def passthrough(self, docs: DocList[FinetunerDoc], **kwargs) -> DocList[FinetunerDoc]:

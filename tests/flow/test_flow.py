@@ -84,3 +84,13 @@ def test_bad_configuration_and_unknown_runs_are_refused(flow, tmp_path):
         finetuner.get_run("0123456789abcdef")
     with pytest.raises(ValueError, match="unknown loss"):
         finetuner.fit(train_data=str(path), loss="NoSuchLoss")
+
+
+def test_evaluate_queries_against_an_index_with_pairs_and_models_side_by_side(flow):
+    queries = ["how do I top up my card", "my new card has not arrived yet"]
+    index = ["top up with a card", "when will my card arrive", "what is the exchange rate", "close my account"]
+    answer = finetuner.evaluate(queries=queries, index=index, pairs=[(0, 0), (1, 1)], eval_ks=[1, 2], full=True)
+    assert answer["metrics"]["hit@2"] == 1.0 and answer["metrics"]["queries"] == 2
+    assert answer["examples"], "sample queries come back with their top results"
+    with pytest.raises(finetuner.ServerError):
+        finetuner.evaluate(queries=queries, index=index, pairs=[(0, 9)], eval_ks=[1])

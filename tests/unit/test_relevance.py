@@ -231,6 +231,21 @@ def test_k_larger_than_what_a_query_can_retrieve_is_refused_before_encoding():
         evaluate_labeled(None, records, (1, 5))
 
 
+def test_evaluation_records_are_checked_before_a_run():
+    from finetuner_core.evaluation.evaluate import check_eval_records
+
+    labeled = [Record(f"t{i}", "c") for i in range(5)]
+    check_eval_records(labeled, (1, 4))
+    with pytest.raises(EvaluationError, match="k=5 is larger than the 4 items a query can retrieve"):
+        check_eval_records(labeled, (1, 5))
+    pairs = [Pair(f"caption {i % 2}", np.zeros(3)) for i in range(5)]
+    check_eval_records(pairs, (5,))
+    with pytest.raises(EvaluationError, match="k=6 is larger than the 5 items"):
+        check_eval_records(pairs, (6,))
+    with pytest.raises(EvaluationError, match="no queries to evaluate"):
+        check_eval_records([], (1,))
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_embeddings_name_the_items(bad):
     vectors = {f"t{i}": [1.0, float(i)] for i in range(6)}
@@ -255,7 +270,7 @@ def test_no_query_with_a_relevant_item_is_refused():
 
 
 def test_labels_are_required_for_label_relevance():
-    with pytest.raises(EvaluationError, match=r"1 querys have no label|1 query"):
+    with pytest.raises(EvaluationError, match=r"queries without a label: 1 \(positions \[1\]\)"):
         LabelRelevance(["a", None], ["a", "b"])
 
 

@@ -1,10 +1,11 @@
 """Retrieval evaluation: FAISS indexes, relevance (labels, pairs, grades), metrics, and the evaluation steps."""
 
-from finetuner_core.evaluation.dataset import EvalSet, labeled_set, paired_set, pairs_set
+from finetuner_core.evaluation.dataset import EvalSet, labeled_set, paired_set, pairs_set, records_set
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.evaluate import (
     DEFAULT_KS,
     Evaluation,
+    check_eval_records,
     evaluate,
     evaluate_embeddings,
     evaluate_labeled,
@@ -33,6 +34,7 @@ __all__ = [
     "LabelRelevance",
     "PairRelevance",
     "build_index",
+    "check_eval_records",
     "evaluate",
     "evaluate_embeddings",
     "evaluate_labeled",
@@ -44,5 +46,6 @@ __all__ = [
     "paired_set",
     "pairs_set",
     "parse_evaluation_options",
+    "records_set",
     "retrieval_metrics",
 ]

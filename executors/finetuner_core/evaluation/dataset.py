@@ -101,3 +101,8 @@ def paired_set(items: Sequence[Any]) -> EvalSet:
     query_of: dict[str, int] = {}
     query_ids = [query_of.setdefault(text, len(query_of)) for text in texts]
     return pairs_set(list(query_of), list(images), zip(query_ids, range(len(images)), strict=True))
+
+
+def records_set(records: Sequence[Any]) -> EvalSet:
+    """A run's evaluation records as evaluation data: labeled items (leave-one-out) or text-image pairs."""
+    return labeled_set(records) if records and hasattr(records[0], "label") else paired_set(records)

@@ -29,7 +29,7 @@ from finetuner_core.evaluation.checks import (
     check_not_empty,
     normalise_ks,
 )
-from finetuner_core.evaluation.dataset import EvalSet, labeled_set
+from finetuner_core.evaluation.dataset import EvalSet, labeled_set, records_set
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.examples import display_content, display_examples, example_positions
 from finetuner_core.evaluation.index import FlatIndex, Index, build_index, neighbour_recall
@@ -134,6 +134,13 @@ def evaluate_models(
 def evaluate_labeled(model: Encoder, records: list[Any], ks: tuple[int, ...] = DEFAULT_KS) -> dict:
     """Leave-one-out retrieval by label: every record is a query against all the others."""
     return evaluate(labeled_set(records), model, ks).metrics
+
+
+def check_eval_records(records: list[Any], ks: tuple[int, ...] = DEFAULT_KS) -> None:
+    """Refuse evaluation records that cannot be scored at every k, before a run is stored and a model loaded."""
+    eval_set = records_set(records)
+    check_not_empty(len(eval_set.queries), len(eval_set.index_inputs))
+    check_ks(normalise_ks(ks), len(eval_set.index_inputs), bool((eval_set.own >= 0).any()))
 
 
 def label_retrieval_metrics(embeddings: np.ndarray, labels: list[str], ks: tuple[int, ...] = DEFAULT_KS) -> dict:

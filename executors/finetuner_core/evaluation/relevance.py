@@ -51,8 +51,8 @@ class LabelRelevance:
         self, query_labels: Sequence[Hashable], index_labels: Sequence[Hashable], own: np.ndarray | None = None
     ):
         codes: dict[Hashable, int] = {}
-        self._query = _codes(query_labels, codes, "query")
-        self._index = _codes(index_labels, codes, "index item")
+        self._query = _codes(query_labels, codes, "queries")
+        self._index = _codes(index_labels, codes, "index items")
         self.num_queries, self.num_index = len(self._query), len(self._index)
         self.own = _check_own(own, len(self._query), len(self._index))
         is_own = (self.own >= 0) & (self._index[np.maximum(self.own, 0)] == self._query)
@@ -122,7 +122,7 @@ class PairRelevance:
 def _codes(labels: Sequence[Hashable], codes: dict[Hashable, int], what: str) -> np.ndarray:
     missing = [i for i, label in enumerate(labels) if label is None]
     if missing:
-        raise EvaluationError(f"{len(missing)} {what}s have no label (positions {missing[:5]})")
+        raise EvaluationError(f"{what} without a label: {len(missing)} (positions {missing[:5]})")
     return np.fromiter((codes.setdefault(label, len(codes)) for label in labels), np.int64, len(labels))
 
 
