@@ -50,6 +50,13 @@ class ClipEmbeddingModel(EmbeddingModel):
     def backbone_module(self) -> nn.Module:
         return self.clip
 
+    def add_head(self) -> None:
+        """The two-tower model's own projections already map to ``output_dim``: no extra projection there."""
+        if self.clip_config.get("lit"):
+            self.apply_freeze(self.options.freeze)
+        else:
+            super().add_head()
+
     def apply_freeze(self, groups: bool | list[str] | None) -> int:
         default = LIT_TRUNKS if self.clip_config.get("lit") else None
         return super().apply_freeze(default if groups is None else groups)
@@ -146,9 +153,7 @@ def build_lit(name: str, options: ModelOptions, device: str = "auto", load: bool
         load_efficientnet_lite0(clip.visual.trunk, str(efficientnet_lite0_path()))
     tokenizer = open_clip.tokenizer.HFTokenizer(text_folder, context_length=64)
     transform = open_clip.image_transform(options.image_size or 224, is_train=False, mean=(0.5,) * 3, std=(0.5,) * 3)
-    head_options = options.model_copy(update={"output_dim": None})
-    model = ClipEmbeddingModel(name, head_options, clip, tokenizer, transform, config)
-    model.options = options
+    model = ClipEmbeddingModel(name, options, clip, tokenizer, transform, config)
     return model.to(pick_device(device))
 
 
