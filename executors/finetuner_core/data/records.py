@@ -44,12 +44,11 @@ def to_row(item: LabeledItem | PairItem, save_image: Callable[[Image.Image], str
     if isinstance(item, PairItem):
         return {"text": item.text, "image": save_image(item.image)}
     kind = content_kind(item.content)
-    value = {"text": item.content, "image": None, "vector": None}[kind]
     if kind == "image":
-        value = save_image(item.content)
-    elif kind == "vector":
-        value = np.asarray(item.content, dtype=np.float32).tolist()
-    return {kind: value, "label": item.label}
+        return {"image": save_image(item.content), "label": item.label}
+    if kind == "vector":
+        return {"vector": np.asarray(item.content, dtype=np.float32).tolist(), "label": item.label}
+    return {"text": item.content, "label": item.label}
 
 
 def from_row(row: dict[str, Any], load_image: Callable[[str], Image.Image]) -> LabeledItem | PairItem:
