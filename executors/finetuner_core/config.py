@@ -46,6 +46,9 @@ class FitConfig(BaseModel):
     optimizer: str = Field("AdamW", description="any torch.optim optimizer by name")
     optimizer_options: dict[str, Any] = Field(default_factory=dict, description="extra optimizer arguments")
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
+    loss_learning_rate: float = Field(
+        1e-3, gt=0, description="learning rate of a loss's own parameters (ArcFace / CosFace class centres)"
+    )
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
     scheduler: str = Field("linear", description="learning-rate schedule (training.schedulers.SCHEDULERS)")
     scheduler_options: dict[str, Any] = Field(

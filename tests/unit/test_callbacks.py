@@ -53,8 +53,8 @@ def nan_from(monkeypatch, step: int) -> None:
     """The loss turns NaN from training step ``step`` on."""
     real, calls = loop.make_task, []
 
-    def make_task(records, config):
-        task = real(records, config)
+    def make_task(records, config, model=None):
+        task = real(records, config, model)
         loss = task.loss
 
         def patched(model, batch):

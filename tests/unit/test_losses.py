@@ -17,7 +17,7 @@ def test_every_loss_gives_a_finite_loss_and_gradient(name):
         texts = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
         loss = build(LOSSES, name, None)(embeddings, texts, torch.tensor(10.0))
     else:
-        loss = build(LOSSES, name, None)(embeddings, labels)
+        loss = build(LOSSES, name, None, num_classes=4, embedding_size=8)(embeddings, labels)
     loss.backward()
     assert torch.isfinite(loss) and loss > 0
     assert embeddings.grad is not None and embeddings.grad.abs().sum() > 0
@@ -66,3 +66,29 @@ def test_clip_loss_matches_a_slow_reference():
         col = [scale * texts[i] @ images[j] for j in range(6)]
         terms.append(-torch.log_softmax(torch.stack(row), 0)[i] - torch.log_softmax(torch.stack(col), 0)[i])
     assert loss.item() == pytest.approx((torch.stack(terms).sum() / 12).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(name for name, spec in LOSSES.items() if spec.classes))
+def test_class_centre_losses_learn_their_centres_with_their_own_optimizer(name):
+    import numpy as np
+
+    from finetuner_core.config import FitConfig
+    from finetuner_core.data.records import LabeledItem
+    from finetuner_core.models import build_model
+    from finetuner_core.training.loop import train
+    from finetuner_core.training.tasks import make_task
+
+    rng = np.random.default_rng(0)
+    records = [LabeledItem(rng.normal(size=6).astype(np.float32) + i % 3, str(i % 3)) for i in range(24)]
+    config = FitConfig(model="mlp", loss=name, miner=None, batch_size=6, num_items_per_class=2, max_steps=3)
+    model = build_model("mlp", {"input_dim": 6, "hidden_dims": [8]}, "cpu")
+    task = make_task(records, config, model)
+    (centres,) = list(task.loss_fn.parameters())
+    assert centres.shape == (8, 3) and len(task.optimizers) == 1
+    before = centres.detach().clone()
+    task.optimizers[0].zero_grad()
+    task.loss(model, next(iter(task.sampler))).backward()
+    task.optimizers[0].step()
+    assert not torch.equal(centres.detach(), before), "the centres are trained"
+    state = train(model, records, config)
+    assert state.step == 3 and np.isfinite(state.loss)

@@ -191,8 +191,8 @@ def nan_task(monkeypatch, after_steps: int = 0):
     real = loop.make_task
     calls = []
 
-    def make_task(records, config):
-        task = real(records, config)
+    def make_task(records, config, model=None):
+        task = real(records, config, model)
         loss = task.loss
 
         def patched(model, batch):

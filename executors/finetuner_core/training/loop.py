@@ -26,7 +26,7 @@ def train(model, records: list, config: FitConfig, callbacks: Iterable[Callback]
     """Fine-tune ``model`` (an :class:`EmbeddingModel`) in place on labeled items or text-image pairs."""
     callbacks = list(callbacks)
     torch.manual_seed(config.seed)
-    task = make_task(records, config)
+    task = make_task(records, config, model)
     sampler = task.sampler
     per_epoch = math.ceil(len(sampler) / config.gradient_accumulation_steps)
     total = per_epoch * config.epochs
@@ -44,11 +44,14 @@ def train(model, records: list, config: FitConfig, callbacks: Iterable[Callback]
         state.epoch = epoch
         sampler.set_epoch(epoch)
         for batches in _groups(list(sampler), config.gradient_accumulation_steps):
-            optimizer.zero_grad(set_to_none=True)
+            optimizers = [optimizer, *task.optimizers]
+            for each in optimizers:
+                each.zero_grad(set_to_none=True)
             state.loss = accumulate(task, model, batches)
             if math.isfinite(state.loss):
                 state.grad_norm = clip(params, config.max_grad_norm)
-                optimizer.step()
+                for each in optimizers:
+                    each.step()
             if not by_epoch:
                 scheduler.step()
             state.step += 1

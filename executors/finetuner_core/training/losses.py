@@ -27,6 +27,7 @@ class LossSpec:
     uses_miner: bool = False
     description: str = ""
     pairs: bool = False
+    classes: bool = False
 
 
 def _cosine() -> distances.CosineSimilarity:
@@ -50,6 +51,24 @@ LOSSES: dict[str, LossSpec] = {
             lambda temperature: losses.NTXentLoss(temperature=temperature, distance=_cosine()),
             {"temperature": 0.05},
             description="in-batch negatives (multiple-negatives ranking); same-label items are positives",
+        ),
+        LossSpec(
+            "ArcFaceLoss",
+            lambda num_classes, embedding_size, margin, scale: losses.ArcFaceLoss(
+                num_classes, embedding_size, margin=margin, scale=scale
+            ),
+            {"margin": 28.6, "scale": 64.0},
+            description="additive angular margin over learned class centres (margin in degrees); own optimizer",
+            classes=True,
+        ),
+        LossSpec(
+            "CosFaceLoss",
+            lambda num_classes, embedding_size, margin, scale: losses.CosFaceLoss(
+                num_classes, embedding_size, margin=margin, scale=scale
+            ),
+            {"margin": 0.35, "scale": 64.0},
+            description="additive cosine margin over learned class centres; own optimizer",
+            classes=True,
         ),
         LossSpec(
             "CLIPLoss",
@@ -88,8 +107,17 @@ MINERS: dict[str, LossSpec] = {
 }
 
 
-def build(registry: dict[str, LossSpec], name: str, options: dict[str, Any] | None) -> torch.nn.Module:
-    """Build entry ``name`` of ``registry`` with ``options`` over its defaults."""
+def build(
+    registry: dict[str, LossSpec],
+    name: str,
+    options: dict[str, Any] | None,
+    num_classes: int = 2,
+    embedding_size: int = 2,
+) -> torch.nn.Module:
+    """Build entry ``name`` of ``registry`` with ``options`` over its defaults.
+
+    Losses with learned class centres (``classes=True``) also take the number of classes and the embedding size.
+    """
     if name not in registry:
         raise ValueError(f"unknown name {name!r}; allowed: {', '.join(registry)}")
     spec = registry[name]
@@ -97,4 +125,7 @@ def build(registry: dict[str, LossSpec], name: str, options: dict[str, Any] | No
     if unknown:
         allowed = ", ".join(spec.defaults) or "none"
         raise ValueError(f"{name} has no option(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
-    return spec.build(**{**spec.defaults, **(options or {})})
+    arguments = {**spec.defaults, **(options or {})}
+    if spec.classes:
+        arguments.update(num_classes=num_classes, embedding_size=embedding_size)
+    return spec.build(**arguments)

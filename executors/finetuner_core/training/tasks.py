@@ -16,7 +16,7 @@ from finetuner_core.training.samplers import SAMPLERS, RandomBatchSampler
 class LabeledTask:
     """Class-sampled batches; the loss (with its miner) builds triplets or in-batch negatives from labels."""
 
-    def __init__(self, records: list[LabeledItem], config: FitConfig):
+    def __init__(self, records: list[LabeledItem], config: FitConfig, model=None):
         labels = [record.label for record in records]
         self.contents = [record.content for record in records]
         ids = {label: i for i, label in enumerate(sorted(set(labels)))}
@@ -24,8 +24,10 @@ class LabeledTask:
         self.sampler = SAMPLERS[config.sampler].build(
             labels, config.batch_size, config.num_items_per_class, seed=config.seed
         )
-        self.loss_fn = losses.build(losses.LOSSES, config.loss_name, config.loss_options)
+        dim = model.dim if model is not None else 2
+        self.loss_fn = losses.build(losses.LOSSES, config.loss_name, config.loss_options, len(ids), dim)
         self.miner = losses.build(losses.MINERS, config.miner, config.miner_options) if config.uses_miner else None
+        self.optimizers = _loss_optimizers(self.loss_fn, config, model)
 
     def loss(self, model, batch: list[int]) -> torch.Tensor:
         labels = self.class_ids[batch].to(model.device)
@@ -33,6 +35,16 @@ class LabeledTask:
         if self.miner is not None:
             return self.loss_fn(embeddings, labels, self.miner(embeddings, labels))
         return self.loss_fn(embeddings, labels)
+
+
+def _loss_optimizers(loss_fn: torch.nn.Module, config: FitConfig, model) -> list[torch.optim.Optimizer]:
+    """A loss with learned parameters (class centres) gets its own optimizer, stepped with the model's."""
+    parameters = list(loss_fn.parameters())
+    if not parameters:
+        return []
+    if model is not None:
+        loss_fn.to(model.device)
+    return [torch.optim.Adam(parameters, lr=config.loss_learning_rate)]
 
 
 class PairTask:
@@ -43,6 +55,7 @@ class PairTask:
         self.images = [record.image for record in records]
         self.sampler = RandomBatchSampler(self.texts, config.batch_size, seed=config.seed)
         self.loss_fn = losses.build(losses.LOSSES, config.loss_name, config.loss_options)
+        self.optimizers: list[torch.optim.Optimizer] = []
 
     def loss(self, model, batch: list[int]) -> torch.Tensor:
         images = model.embed_image([self.images[i] for i in batch])
@@ -50,11 +63,11 @@ class PairTask:
         return self.loss_fn(images, texts, model.logit_scale.exp())
 
 
-def make_task(records: list, config: FitConfig) -> LabeledTask | PairTask:
+def make_task(records: list, config: FitConfig, model=None) -> LabeledTask | PairTask:
     if records and isinstance(records[0], PairItem):
         if not losses.LOSSES[config.loss_name].pairs:
             raise ValueError(f"text-image pairs train with CLIPLoss, not {config.loss_name}")
         return PairTask(records, config)
     if losses.LOSSES[config.loss_name].pairs:
         raise ValueError(f"{config.loss_name} trains on text-image pairs; this data is labeled items")
-    return LabeledTask(records, config)
+    return LabeledTask(records, config, model)
