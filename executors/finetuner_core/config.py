@@ -42,7 +42,7 @@ class FitConfig(BaseModel):
     loss_options: dict[str, Any] = Field(default_factory=dict, description="options of the loss (margin ...)")
     miner: str | None = Field("TripletMarginMiner", description="miner for losses that use one, or None")
     miner_options: dict[str, Any] = Field(default_factory=dict, description="options of the miner")
-    sampler: str = Field("class", description="how batches are drawn: class | random")
+    sampler: str = Field("class", description="how batches are drawn: class | random | no-duplicates")
     optimizer: str = Field("AdamW", description="any torch.optim optimizer by name")
     optimizer_options: dict[str, Any] = Field(default_factory=dict, description="extra optimizer arguments")
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")

@@ -66,3 +66,15 @@ def test_class_sampler_refuses_impossible_settings(labels, batch_size, k, messag
 def _epoch(sampler, epoch):
     sampler.set_epoch(epoch)
     return list(sampler)
+
+
+def test_no_duplicates_sampler_never_repeats_a_key_in_a_batch():
+    from finetuner_core.training.samplers import NoDuplicatesBatchSampler
+
+    keys = [f"caption {i % 5}" for i in range(40)]
+    sampler = NoDuplicatesBatchSampler(keys, batch_size=8, seed=1)
+    batches = list(sampler)
+    assert sampler.batch_size == 5 and len(batches) == len(sampler) == 8
+    for batch in batches:
+        assert len({keys[i] for i in batch}) == len(batch) == 5
+    assert sorted(i for b in batches for i in b) == list(range(40)), "every item once per epoch"

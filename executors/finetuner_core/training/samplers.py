@@ -83,10 +83,48 @@ class RandomBatchSampler:
             yield order[start : start + self.batch_size]
 
 
+class NoDuplicatesBatchSampler:
+    """Shuffled batches in which no two items share a key (a label, or a caption for text-image pairs).
+
+    For in-batch negatives: two items with the same key in one batch would be counted as each other's negatives.
+    An item that does not fit the current batch waits for the next one; an epoch is as many full batches as the
+    keys allow (at least one), and a batch holds at most as many items as there are distinct keys.
+    """
+
+    def __init__(self, labels: list[str], batch_size: int, num_items_per_class: int = 0, seed: int = 0):
+        if len(set(labels)) < 2 or batch_size < 2:
+            raise ValueError("the no-duplicates sampler needs at least 2 distinct keys and batch_size >= 2")
+        self.labels = list(labels)
+        self.batch_size = min(batch_size, len(set(labels)))
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return max(1, len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        waiting = random.Random(self.seed + self.epoch).sample(range(len(self.labels)), len(self.labels))
+        for _ in range(len(self)):
+            batch, keys, rest = [], set(), []
+            for index in waiting:
+                if len(batch) < self.batch_size and self.labels[index] not in keys:
+                    batch.append(index)
+                    keys.add(self.labels[index])
+                else:
+                    rest.append(index)
+            waiting = rest
+            if len(batch) < 2:
+                return
+            yield batch
+
+
 @dataclass(frozen=True)
 class SamplerSpec:
     name: str
-    build: Callable[..., ClassBatchSampler | RandomBatchSampler]
+    build: Callable[..., ClassBatchSampler | RandomBatchSampler | NoDuplicatesBatchSampler]
     description: str
 
 
@@ -95,5 +133,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     for spec in [
         SamplerSpec("class", ClassBatchSampler, "num_items_per_class items from each of several classes"),
         SamplerSpec("random", RandomBatchSampler, "shuffled batches, labels ignored"),
+        SamplerSpec(
+            "no-duplicates", NoDuplicatesBatchSampler, "shuffled batches with no key twice (in-batch negatives)"
+        ),
     ]
 }

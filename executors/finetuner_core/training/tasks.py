@@ -10,7 +10,7 @@ import torch
 from finetuner_core.config import FitConfig
 from finetuner_core.data.records import LabeledItem, PairItem
 from finetuner_core.training import losses
-from finetuner_core.training.samplers import SAMPLERS, RandomBatchSampler
+from finetuner_core.training.samplers import SAMPLERS, NoDuplicatesBatchSampler, RandomBatchSampler
 
 
 class LabeledTask:
@@ -48,12 +48,16 @@ def _loss_optimizers(loss_fn: torch.nn.Module, config: FitConfig, model) -> list
 
 
 class PairTask:
-    """Shuffled batches of text-image pairs; CLIPLoss over both towers with the model's learnable scale."""
+    """Shuffled batches of text-image pairs (``sampler="no-duplicates"``: no caption twice in a batch, so that
+    pairs sharing a caption are not each other's negatives); CLIPLoss with the model's learnable scale."""
 
     def __init__(self, records: list[PairItem], config: FitConfig):
         self.texts = [record.text for record in records]
         self.images = [record.image for record in records]
-        self.sampler = RandomBatchSampler(self.texts, config.batch_size, seed=config.seed)
+        if config.sampler == "no-duplicates":
+            self.sampler = NoDuplicatesBatchSampler(self.texts, config.batch_size, seed=config.seed)
+        else:
+            self.sampler = RandomBatchSampler(self.texts, config.batch_size, seed=config.seed)
         self.loss_fn = losses.build(losses.LOSSES, config.loss_name, config.loss_options)
         self.optimizers: list[torch.optim.Optimizer] = []
 
