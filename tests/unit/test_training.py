@@ -213,3 +213,20 @@ def test_a_non_finite_loss_is_not_applied(monkeypatch):
     state = train(model, vectors(), mlp_config(max_steps=2))
     assert np.isnan(state.loss) and state.step == 2
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_classes_smaller_than_num_items_per_class_are_reported_in_the_logs():
+    records = [LabeledItem(np.full(4, i % 3, np.float32) + i, str(i % 3)) for i in range(12)]
+    records += [LabeledItem(np.full(4, 9.0, np.float32), "rare"), LabeledItem(np.full(4, 8.0, np.float32), "rare")]
+    config = FitConfig(model="mlp", batch_size=8, num_items_per_class=4, max_steps=1)
+    lines = []
+    train(
+        build_model("mlp", {"input_dim": 4, "hidden_dims": [4]}, "cpu"),
+        records,
+        config,
+        [LoggingCallback(lines.append)],
+    )
+    assert lines[0] == (
+        "warning: 1 class(es) have fewer than num_items_per_class=4 items: 'rare' (2); "
+        "their batches hold all the items they have"
+    )

@@ -33,6 +33,8 @@ class LoggingCallback(Callback):
         self.every = every
 
     def on_train_begin(self, state: TrainState) -> None:
+        for note in state.notes:
+            self.log(f"warning: {note}")
         self.log(f"training: {state.epochs} epoch(s), {state.total_steps} steps")
 
     def on_step_end(self, state: TrainState) -> None:

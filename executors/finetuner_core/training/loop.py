@@ -36,7 +36,7 @@ def train(model, records: list, config: FitConfig, callbacks: Iterable[Callback]
     units = math.ceil(total / per_epoch) if by_epoch else total
     scheduler = build_scheduler(optimizer, config.scheduler, units, config.warmup_ratio, config.scheduler_options)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    state = TrainState(epochs=config.epochs, total_steps=total, learning_rate=_lr(scheduler))
+    state = TrainState(epochs=config.epochs, total_steps=total, learning_rate=_lr(scheduler), notes=task.notes)
     _each(callbacks, "on_train_begin", state)
     model.train()
     start = time.perf_counter()

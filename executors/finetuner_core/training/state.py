@@ -14,7 +14,8 @@ class TrainState:
 
     A step is one optimizer update (``gradient_accumulation_steps`` batches). ``metrics`` holds the latest
     evaluation, made at step ``metrics_step``. A callback that stops training says why in ``stop_reason``;
-    ``failed`` marks a stop the run must fail with (e.g. a non-finite loss).
+    ``failed`` marks a stop the run must fail with (e.g. a non-finite loss). ``notes`` are warnings about how
+    the data was sampled, for the logs.
     """
 
     epoch: int = 0
@@ -30,6 +31,7 @@ class TrainState:
     stop: bool = False
     stop_reason: str | None = None
     failed: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def eta_s(self) -> float:

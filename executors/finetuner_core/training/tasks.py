@@ -5,6 +5,8 @@ A task owns its sampler and its loss; the loop only asks it for batches and for 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 
 from finetuner_core.config import FitConfig
@@ -28,6 +30,7 @@ class LabeledTask:
         self.loss_fn = losses.build(losses.LOSSES, config.loss_name, config.loss_options, len(ids), dim)
         self.miner = losses.build(losses.MINERS, config.miner, config.miner_options) if config.uses_miner else None
         self.optimizers = _loss_optimizers(self.loss_fn, config, model)
+        self.notes = _small_classes(labels, config) if config.sampler == "class" else []
 
     def loss(self, model, batch: list[int]) -> torch.Tensor:
         labels = self.class_ids[batch].to(model.device)
@@ -35,6 +38,19 @@ class LabeledTask:
         if self.miner is not None:
             return self.loss_fn(embeddings, labels, self.miner(embeddings, labels))
         return self.loss_fn(embeddings, labels)
+
+
+def _small_classes(labels: list[str], config: FitConfig) -> list[str]:
+    """A class with fewer items than ``num_items_per_class`` gives all it has to each of its batches."""
+    counts = Counter(labels)
+    small = sorted(label for label, count in counts.items() if count < config.num_items_per_class)
+    if not small:
+        return []
+    sizes = ", ".join(f"{label!r} ({counts[label]})" for label in small[:5]) + (" ..." if len(small) > 5 else "")
+    return [
+        f"{len(small)} class(es) have fewer than num_items_per_class={config.num_items_per_class} items: {sizes}; "
+        "their batches hold all the items they have"
+    ]
 
 
 def _loss_optimizers(loss_fn: torch.nn.Module, config: FitConfig, model) -> list[torch.optim.Optimizer]:
@@ -60,6 +76,7 @@ class PairTask:
             self.sampler = RandomBatchSampler(self.texts, config.batch_size, seed=config.seed)
         self.loss_fn = losses.build(losses.LOSSES, config.loss_name, config.loss_options)
         self.optimizers: list[torch.optim.Optimizer] = []
+        self.notes: list[str] = []
 
     def loss(self, model, batch: list[int]) -> torch.Tensor:
         images = model.embed_image([self.images[i] for i in batch])
