@@ -30,6 +30,15 @@ class LossSpec:
     classes: bool = False
 
 
+def _with_centres(loss_class) -> Callable[..., torch.nn.Module]:
+    """A builder for a loss that learns one centre per class in the embedding space."""
+
+    def build_loss(num_classes: int, embedding_size: int, margin: float, scale: float) -> torch.nn.Module:
+        return loss_class(num_classes, embedding_size, margin=margin, scale=scale)
+
+    return build_loss
+
+
 def _cosine() -> distances.CosineSimilarity:
     return distances.CosineSimilarity()
 
@@ -54,18 +63,14 @@ LOSSES: dict[str, LossSpec] = {
         ),
         LossSpec(
             "ArcFaceLoss",
-            lambda num_classes, embedding_size, margin, scale: losses.ArcFaceLoss(
-                num_classes, embedding_size, margin=margin, scale=scale
-            ),
+            _with_centres(losses.ArcFaceLoss),
             {"margin": 28.6, "scale": 64.0},
             description="additive angular margin over learned class centres (margin in degrees); own optimizer",
             classes=True,
         ),
         LossSpec(
             "CosFaceLoss",
-            lambda num_classes, embedding_size, margin, scale: losses.CosFaceLoss(
-                num_classes, embedding_size, margin=margin, scale=scale
-            ),
+            _with_centres(losses.CosFaceLoss),
             {"margin": 0.35, "scale": 64.0},
             description="additive cosine margin over learned class centres; own optimizer",
             classes=True,
