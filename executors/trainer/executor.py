@@ -10,7 +10,6 @@ from jina import Executor, requests
 
 from finetuner_core.config import parse_fit_config
 from finetuner_core.data.intake import parse_fit_data
-from finetuner_core.evaluation.evaluate import check_eval_records
 from finetuner_core.models.registry import check_available
 from finetuner_core.runs import RunQueue, RunStore, runs_root
 from finetuner_core.runs.artifact import read_chunk, read_manifest
@@ -28,8 +27,6 @@ class FinetunerTrainer(Executor):
         config = parse_fit_config(parameters.get("config", {}))
         check_available(config.model, config.model_options.weights, config.model_options.pretrained)
         data = parse_fit_data(docs, config)
-        if data.get("eval"):
-            check_eval_records(data["eval"], tuple(config.eval_ks))
         run_id = self.store.create(config, data["train"], data.get("eval", []))
         self.queue.submit(run_id)
         return result_docs({"run_id": run_id, **self.store.status(run_id)})

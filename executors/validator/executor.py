@@ -21,10 +21,7 @@ class FinetunerValidator(Executor):
     @requests(on="/fit")
     def fit(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         config = parse_fit_config(parameters.get("config", {}))
-        splits = parse_fit_data(docs, config)
-        if splits.get("eval"):
-            check_eval_records(splits["eval"], tuple(config.eval_ks))
-        return record_docs(splits)
+        return record_docs(parse_fit_data(docs, config))
 
     @requests(on="/evaluate")
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:

@@ -18,9 +18,16 @@ TRAIN = [item("a1", "a"), item("a2", "a"), item("b1", "b"), item("b2", "b")]
 
 def test_items_and_csv_files_are_merged_per_split():
     csv_doc = FinetunerDoc(kind="csv", split="train", name="more.csv", blob=b"text,label\nc1,c\nc2,c\n")
-    data = parse_fit_data([*TRAIN, csv_doc, item("q", "a", "eval"), item("r", "b", "eval")], FitConfig())
+    docs = [*TRAIN, csv_doc, item("q", "a", "eval"), item("r", "b", "eval")]
+    data = parse_fit_data(docs, FitConfig(eval_ks=[1]))
     assert [r.content for r in data["train"]] == ["c1", "c2", "a1", "a2", "b1", "b2"]
     assert [r.label for r in data["eval"]] == ["a", "b"]
+
+
+def test_an_eval_set_too_small_for_its_ks_is_refused_before_anything_is_stored():
+    docs = [*TRAIN, item("q", "a", "eval"), item("r", "b", "eval")]
+    with pytest.raises(ValueError, match="k=20 is larger than the 1 items a query can retrieve"):
+        parse_fit_data(docs, FitConfig())
 
 
 def test_eval_data_is_optional_and_train_data_is_not():

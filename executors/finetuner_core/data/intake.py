@@ -23,6 +23,7 @@ from finetuner_core.data.errors import DataError, Problem
 from finetuner_core.data.images import load_images, looks_like_image_reference
 from finetuner_core.data.records import LabeledItem, PairItem
 from finetuner_core.data.validation import validate_labeled, validate_pairs
+from finetuner_core.evaluation.evaluate import check_eval_records
 from finetuner_core.models.registry import expected_modality
 
 SPLITS = ("train", "eval")
@@ -32,11 +33,15 @@ Item = LabeledItem | PairItem
 def parse_fit_data(docs, config) -> dict[str, list[Item]]:
     """Training (required) and evaluation (optional) records for a fit with ``config`` (a FitConfig).
 
-    The class sampler needs two items of a class in a batch, so it refuses classes with one item.
+    The class sampler needs two items of a class in a batch, so it refuses classes with one item; evaluation
+    data must be large enough to be scored at every k of ``config.eval_ks``.
     """
     modality = expected_modality(config.model, config.model_options.select_model)
     min_items = 2 if config.sampler == "class" else 1
-    return parse_data(docs, modality, config.csv_options, min_items_per_class=min_items)
+    splits = parse_data(docs, modality, config.csv_options, min_items_per_class=min_items)
+    if splits.get("eval"):
+        check_eval_records(splits["eval"], tuple(config.eval_ks))
+    return splits
 
 
 def parse_data(

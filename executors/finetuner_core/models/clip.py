@@ -79,7 +79,7 @@ class ClipEmbeddingModel(EmbeddingModel):
     def embed(self, inputs: list[Any]) -> torch.Tensor:
         """Texts go through the text tower, everything else through the vision tower. ``# (batch, dim)``"""
         inputs = list(inputs)
-        is_text = [isinstance(value, str) and not _looks_like_image(value) for value in inputs]
+        is_text = [isinstance(value, str) and not looks_like_image_reference(value) for value in inputs]
         if self.modality == "text" or (self.modality == "text-image" and all(is_text)):
             return self.embed_text(inputs)
         if self.modality == "image" or not any(is_text):
@@ -155,7 +155,3 @@ def build_lit(name: str, options: ModelOptions, device: str = "auto", load: bool
     transform = open_clip.image_transform(options.image_size or 224, is_train=False, mean=(0.5,) * 3, std=(0.5,) * 3)
     model = ClipEmbeddingModel(name, options, clip, tokenizer, transform, config)
     return model.to(pick_device(device))
-
-
-def _looks_like_image(value: str) -> bool:
-    return looks_like_image_reference(value)

@@ -40,13 +40,14 @@ class ImageEmbeddingModel(EmbeddingModel):
         feature_dim: int,
         transform: Callable[[Any], torch.Tensor],
         num_prefix_tokens: int = 1,
+        pool: nn.Module | None = None,
     ):
         super().__init__(name, family, options)
         self.backbone = backbone
         self._feature_dim = feature_dim
         self.transform = transform
         self.num_prefix_tokens = num_prefix_tokens
-        self.pool = IMAGE_POOLING[options.pooling]() if options.pooling in IMAGE_POOLING else IMAGE_POOLING["avg"]()
+        self.pool = pool
         self.add_head()
 
     def preprocess(self, inputs: list[Any]) -> torch.Tensor:
@@ -55,7 +56,7 @@ class ImageEmbeddingModel(EmbeddingModel):
 
     def features(self, batch: torch.Tensor) -> torch.Tensor:
         x = self.backbone(batch)
-        if x.ndim == 4:  # (batch, channels, h, w): a CNN's feature maps
+        if x.ndim == 4 and self.pool is not None:  # (batch, channels, h, w): a CNN's feature maps
             return self.pool(x)
         if x.ndim == 3:  # (batch, tokens, width): a ViT's tokens
             return x[:, 0] if self.options.pooling in (None, "cls") else x[:, self.num_prefix_tokens :].mean(1)
@@ -95,10 +96,13 @@ def build_timm(
         (loader or _load_matching)(model, weights)
     config = timm.data.resolve_data_config({}, model=model)
     size = options.image_size or config["input_size"][-1]
-    _check_pooling(options, model.num_features, is_vit=hasattr(model, "patch_embed"))
+    is_vit = hasattr(model, "patch_embed")
+    _check_pooling(options, is_vit)
     transform = _transform(size, config["mean"], config["std"], config.get("crop_pct", 0.875))
     prefix = getattr(model, "num_prefix_tokens", 1)
-    built = ImageEmbeddingModel(name, "timm", options, TimmFeatures(model), model.num_features, transform, prefix)
+    pool = None if is_vit else IMAGE_POOLING[options.pooling or "avg"]()
+    features = TimmFeatures(model)
+    built = ImageEmbeddingModel(name, "timm", options, features, model.num_features, transform, prefix, pool)
     return built.to(pick_device(device))
 
 
@@ -111,7 +115,7 @@ def build_torchvision(name: str, options: ModelOptions, device: str) -> ImageEmb
     if weights:
         _load_matching(model, weights)
     pools = [n for n, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
-    _check_pooling(options, head.in_features, is_vit=not pools)
+    _check_pooling(options, is_vit=not pools)
     if options.pooling == "gem":
         model.set_submodule(pools[-1], nn.Sequential(IMAGE_POOLING["gem"](), nn.Unflatten(1, (-1, 1, 1))))
     preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
@@ -160,7 +164,7 @@ def _weights_path(name: str, options: ModelOptions, packaged: str | None = None)
     )
 
 
-def _check_pooling(options: ModelOptions, dim: int, is_vit: bool) -> None:
+def _check_pooling(options: ModelOptions, is_vit: bool) -> None:
     allowed = TOKEN_POOLING if is_vit else tuple(IMAGE_POOLING)
     if options.pooling is not None and options.pooling not in allowed:
         raise ValueError(f"pooling {options.pooling!r} does not apply here; allowed: {', '.join(allowed)}")
