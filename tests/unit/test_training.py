@@ -11,6 +11,7 @@ from finetuner_core.training.callbacks import Callback, LoggingCallback, StopCal
 from finetuner_core.training.loop import accumulate, train
 from finetuner_core.training.losses import LOSSES
 from finetuner_core.training.optimizers import build_optimizer, layer_of, parameter_groups
+from finetuner_core.training.tasks import Task
 
 
 def class_separation(model, records) -> float:
@@ -86,7 +87,7 @@ def mlp_config(**fields) -> FitConfig:
     return FitConfig(**{**base, **fields})
 
 
-class MeanSquaredTask:
+class MeanSquaredTask(Task):
     """A loss that is a mean over items: the mean squared embedding of the batch minus a target."""
 
     def __init__(self, records):

@@ -72,14 +72,13 @@ def train(model, records: list, config: FitConfig, callbacks: Iterable[Callback]
 
 
 def accumulate(task, model, batches: list[list[int]]) -> float:
-    """Back-propagate ``loss(batch) / len(batches)`` for each batch; the mean loss (NaN as soon as one is)."""
+    """Back-propagate ``loss(batch) / len(batches)`` for each batch (``task.backward``); the mean loss (NaN as soon
+    as one is)."""
     total = 0.0
     for batch in batches:
-        loss = task.loss(model, batch) / len(batches)
-        value = float(loss.detach())
+        value = task.backward(model, batch, 1 / len(batches))
         if not math.isfinite(value):
             return value
-        loss.backward()
         total += value
     return total
 

@@ -5,6 +5,7 @@ A task owns its sampler and its loss; the loop only asks it for batches and for 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import torch
@@ -15,7 +16,27 @@ from finetuner_core.training import losses
 from finetuner_core.training.samplers import SAMPLERS, NoDuplicatesBatchSampler, RandomBatchSampler
 
 
-class LabeledTask:
+class Task:
+    """A task's sampler draws batches; ``loss`` is the loss of one batch. ``backward`` back-propagates
+    ``loss * scale`` and returns its value without back-propagating a non-finite one; a task that computes
+    gradients another way (e.g. in chunks, to keep memory constant) overrides it."""
+
+    sampler: object
+    optimizers: list[torch.optim.Optimizer]
+    notes: list[str]
+
+    def loss(self, model, batch: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(self, model, batch: list[int], scale: float) -> float:
+        loss = self.loss(model, batch) * scale
+        value = float(loss.detach())
+        if math.isfinite(value):
+            loss.backward()
+        return value
+
+
+class LabeledTask(Task):
     """Class-sampled batches; the loss (with its miner) builds triplets or in-batch negatives from labels."""
 
     def __init__(self, records: list[LabeledItem], config: FitConfig, model=None):
@@ -63,7 +84,7 @@ def _loss_optimizers(loss_fn: torch.nn.Module, config: FitConfig, model) -> list
     return [torch.optim.Adam(parameters, lr=config.loss_learning_rate)]
 
 
-class PairTask:
+class PairTask(Task):
     """Shuffled batches of text-image pairs (``sampler="no-duplicates"``: no caption twice in a batch, so that
     pairs sharing a caption are not each other's negatives); CLIPLoss with the model's learnable scale."""
 
@@ -84,7 +105,7 @@ class PairTask:
         return self.loss_fn(images, texts, model.logit_scale.exp())
 
 
-def make_task(records: list, config: FitConfig, model=None) -> LabeledTask | PairTask:
+def make_task(records: list, config: FitConfig, model=None) -> Task:
     if records and isinstance(records[0], PairItem):
         if not losses.LOSSES[config.loss_name].pairs:
             raise ValueError(f"text-image pairs train with CLIPLoss, not {config.loss_name}")
