@@ -16,14 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextlib.contextmanager
 def default_flow(port: int, workspace: Path):
-    """flow.yml on 127.0.0.1:``port``, runs kept under ``workspace``; the client is logged in."""
+    """flow.yml on 127.0.0.1:``port``, users, datasets and runs kept under ``workspace``; the client is logged
+    in with a token of the workspace's user ``example`` (issued here, as `finetuner admin create-user` does)."""
     from jina import Flow
 
     import finetuner
+    from finetuner_core.storage.workspace import Workspace
 
     os.environ["FINETUNER_WORKSPACE"] = str(workspace.resolve())
+    users = Workspace(workspace.resolve()).users
+    token = users.rotate("example") if any(u.name == "example" for u in users.list()) else users.create("example")
     with Flow.load_config(str(ROOT / "flow.yml"), uses_with={"port": port}):
-        finetuner.login(host=f"grpc://127.0.0.1:{port}")
+        finetuner.login(host=f"grpc://127.0.0.1:{port}", token=token)
         yield
     print("Flow stopped.")
 

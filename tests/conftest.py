@@ -73,7 +73,16 @@ def flow(tmp_path_factory):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    os.environ["FINETUNER_WORKSPACE"] = str(tmp_path_factory.mktemp("workspace"))
+    workspace = tmp_path_factory.mktemp("workspace")
+    os.environ["FINETUNER_WORKSPACE"] = str(workspace)
+    token = user_token(workspace, "alice")
     with Flow.load_config(str(ROOT / "flow.yml"), uses_with={"port": port}):
-        finetuner.login(host=f"grpc://127.0.0.1:{port}")
+        finetuner.login(host=f"grpc://127.0.0.1:{port}", token=token)
         yield port
+
+
+def user_token(workspace: Path, name: str) -> str:
+    """A token for a new user ``name`` of ``workspace`` (issued as the admin command does)."""
+    from finetuner_core.storage.workspace import Workspace
+
+    return Workspace(workspace).users.create(name)

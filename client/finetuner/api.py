@@ -9,14 +9,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from finetuner import datasets
 from finetuner.data import retrieval_docs, to_wire_docs
 from finetuner.errors import ConnectionFailedError, NotLoggedInError
-from finetuner.run import Run
+from finetuner.run import FINAL, Run
 from finetuner.transport import Transport
 from finetuner_core.config import FitConfig, parse_fit_config
 from finetuner_core.models import EmbeddingModel, ModelOptions
 from finetuner_core.models import build_model as core_build_model
 from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, list_backbones
+from finetuner_core.runs.store import RUN_ID
+from finetuner_core.storage.datasets import DATASET_ID
 
 HOST_VARIABLE = "FINETUNER_HOST"
 TOKEN_VARIABLE = "FINETUNER_TOKEN"
@@ -54,17 +57,21 @@ def fit(
     batch_size: int = UNSET,
     learning_rate: float = UNSET,
     num_items_per_class: int = UNSET,
+    experiment_name: str | None = None,
+    quiet: bool = False,
     **options: Any,
 ) -> Run:
     """Start a fine-tuning run and return it at once; training goes on in the Flow.
 
-    ``train_data`` / ``eval_data``: a CSV file path (``text,label``, ``image,label`` or, for CLIP, ``image,text``
-    rows; image paths relative to the CSV), a DocList (``text`` and/or an image field, with ``finetuner_label`` or
-    ``tags["finetuner_label"]``), or a list of ``(content, label)`` / ``(text, image)`` tuples.
+    ``train_data`` / ``eval_data``: a dataset id (from ``upload_dataset``), a CSV file path (``text,label``,
+    ``image,label`` or, for CLIP, ``image,text`` rows; image paths relative to the CSV), a DocList (``text``
+    and/or an image field, with ``finetuner_label`` or ``tags["finetuner_label"]``), or a list of
+    ``(content, label)`` / ``(text, image)`` tuples. Data that is not a dataset id yet is checked here and
+    uploaded first (stored once, whatever the number of runs that use it).
     Model options (``output_dim``, ``freeze``, ``pooling``, ``select_model``, ``weights``, ``image_size`` ...)
     may be given by name or as ``model_options``. Any other :class:`FitConfig` field (``loss_options``, ``miner``,
-    ``optimizer``, ``max_steps``, ``device``, ``csv_options``, ``eval_ks`` ...) can be passed by name; unset
-    fields keep their defaults.
+    ``optimizer``, ``max_steps``, ``device``, ``csv_options``, ``eval_ks``, ``run_name`` ...) can be passed by
+    name; unset fields keep their defaults. ``experiment_name`` groups runs (default: ``default``).
     """
     if train_data is None:
         raise ValueError("train_data is required")
@@ -76,9 +83,37 @@ def fit(
         num_items_per_class=num_items_per_class,
     )
     config = _config(model, {**{k: v for k, v in named.items() if v is not UNSET}, **options})
-    docs = to_wire_docs(train_data, "train", config.modality) + to_wire_docs(eval_data, "eval", config.modality)
-    answer = _transport().result("/fit", docs, config=config.model_dump(mode="json"))
+    parameters = {"config": config.model_dump(mode="json"), "experiment": experiment_name}
+    parameters["train_dataset"] = _dataset_id(train_data, config, "train", quiet)
+    if eval_data is not None:
+        parameters["eval_dataset"] = _dataset_id(eval_data, config, "eval", quiet)
+    answer = _transport().result("/fit", **{k: v for k, v in parameters.items() if v is not None})
     return Run(_transport(), answer["run_id"], config.run_name)
+
+
+def upload_dataset(data: Any, name: str | None = None, model: str = DEFAULT_TEXT_MODEL, quiet: bool = False, **options):
+    """Check ``data`` here, upload it in batches (resuming an interrupted upload), and describe the stored
+    dataset (``id``, ``items``, ``content_sha256`` ...). ``model`` and its options say what the data must hold."""
+    config = _config(model, dict(options))
+    return datasets.upload(_transport(), data, config, name or _default_name(data), quiet)
+
+
+def list_datasets() -> list[dict[str, Any]]:
+    return _transport().result("/datasets/list")["datasets"]
+
+
+def delete_dataset(dataset_id: str) -> None:
+    _transport().result("/datasets/delete", dataset_id=dataset_id)
+
+
+def _dataset_id(data: Any, config: FitConfig, split: str, quiet: bool) -> str:
+    if isinstance(data, str) and DATASET_ID.match(data) and not Path(data).exists():
+        return data
+    return datasets.upload(_transport(), data, config, _default_name(data, split), quiet)["id"]
+
+
+def _default_name(data: Any, split: str = "data") -> str:
+    return Path(data).name if isinstance(data, str | Path) else f"{split} ({type(data).__name__})"
 
 
 def _config(model: str, options: dict[str, Any]) -> FitConfig:
@@ -97,9 +132,48 @@ def get_run(run_id: str) -> Run:
     return run
 
 
-def list_runs() -> list[dict[str, Any]]:
-    """Every run of the Flow's workspace, oldest first, with its status."""
-    return _transport().result("/runs/list")["runs"]
+def list_runs(
+    experiment_name: str | None = None, status: str | None = None, page: int = 1, size: int = 50
+) -> list[dict[str, Any]]:
+    """Your runs, oldest first, with their status: page ``page`` (from 1) of ``size`` runs."""
+    if page < 1 or size < 1:
+        raise ValueError("page and size start at 1")
+    parameters = {"experiment": experiment_name, "status": status, "offset": (page - 1) * size, "limit": size}
+    return _transport().result("/runs/list", **{k: v for k, v in parameters.items() if v is not None})["runs"]
+
+
+def delete_run(run_id: str) -> None:
+    """Delete a run that has ended, with its logs, metrics and model."""
+    _transport().result("/runs/delete", run_id=run_id)
+
+
+def delete_runs(experiment_name: str | None = None) -> list[str]:
+    """Delete every run that has ended (of one experiment, when named); the ids deleted."""
+    deleted = []
+    while True:
+        runs = [r for r in list_runs(experiment_name, size=500) if r["status"] in FINAL and r["run_id"] not in deleted]
+        if not runs:
+            return deleted
+        for run in runs:
+            delete_run(run["run_id"])
+            deleted.append(run["run_id"])
+
+
+def create_experiment(name: str) -> dict[str, Any]:
+    return _transport().result("/experiments/create", name=name)
+
+
+def get_experiment(name: str) -> dict[str, Any]:
+    return _transport().result("/experiments/get", name=name)
+
+
+def list_experiments() -> list[dict[str, Any]]:
+    return _transport().result("/experiments/list")["experiments"]
+
+
+def delete_experiment(name: str) -> None:
+    """Delete an experiment and its runs (refused while one of them has not ended)."""
+    _transport().result("/experiments/delete", name=name)
 
 
 def evaluate(
@@ -137,7 +211,7 @@ def evaluate(
     if queries is not None:
         docs = retrieval_docs(queries, index or [], pairs)
     else:
-        docs = to_wire_docs(eval_data, "eval", config.modality)
+        docs = to_wire_docs(eval_data, "eval", config.modality, config.csv_options.is_labeled)
     answer = _transport().result("/evaluate", docs, **parameters)
     return answer if full else answer["metrics"]
 
@@ -147,8 +221,12 @@ def build_model(name: str = DEFAULT_TEXT_MODEL, device: str = "cpu", **options: 
     return core_build_model(name, ModelOptions.model_validate(options), device)
 
 
-def get_model(artifact: str | Path, device: str = "cpu") -> EmbeddingModel:
-    """Load a saved artifact folder (a run's model), or build a registered backbone, for local use, offline."""
+def get_model(artifact: str | Path, device: str = "cpu", cache_dir: str | Path | None = None) -> EmbeddingModel:
+    """A model for local use: a saved artifact folder, a registered backbone, or a run's artifact by run id
+    (``run.artifact_id``; downloaded once into ``cache_dir``, default ~/.cache/finetuner/artifacts)."""
+    if isinstance(artifact, str) and RUN_ID.match(artifact) and not Path(artifact).exists():
+        root = Path(cache_dir or Path.home() / ".cache" / "finetuner" / "artifacts")
+        artifact = get_run(artifact).save_artifact(root / artifact)
     return core_build_model(str(artifact), None, device)
 
 

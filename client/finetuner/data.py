@@ -2,8 +2,11 @@
 
 Accepted: a CSV file path (sent whole, with the image files its rows name, so the Flow never reads the
 client's disk), a DocList (documents with ``text`` and/or an image field, and ``finetuner_label`` or
-``tags["finetuner_label"]``), or a list of ``(content, label)`` / ``(text, image)`` tuples. Images may be
-local paths, bytes, data URIs, PIL images, numpy arrays or torch tensors; paths are read here.
+``tags["finetuner_label"]``; or, for text models, ``text`` and ``text_pair`` (a query and its document), plus
+``score`` for scored pairs), or a list of ``(content, label)`` / ``(text, image)`` / ``(query, document)`` /
+``(text, text, score)`` tuples. Two texts are ``(text, label)`` unless ``is_labeled=False`` (Finetuner's
+``csv_options.is_labeled``), which makes them ``(query, document)``. Images may be local paths, bytes, data URIs,
+PIL images, numpy arrays or torch tensors; paths are read here.
 """
 
 from __future__ import annotations
@@ -17,19 +20,30 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from finetuner_core.data.csv_reader import parse_score
+from finetuner_core.data.errors import DataError, Problem
 from finetuner_core.data.images import looks_like_image_reference
 from finetuner_core.wire import FinetunerDoc
 
 IMAGE_FIELDS = ("blob", "uri", "url", "image", "tensor")
 
 
-def to_wire_docs(data: Any, split: str, modality: str = "text") -> list[FinetunerDoc]:
-    """Documents of ``split`` for ``data``, for a model that takes ``modality``."""
+def to_wire_docs(data: Any, split: str, modality: str = "text", is_labeled: bool = True) -> list[FinetunerDoc]:
+    """Documents of ``split`` for ``data``, for a model that takes ``modality``. ``is_labeled=False``: pairs of
+    texts are (query, document), not (text, label). A score that is not a number is reported with its item."""
     if data is None:
         return []
     if isinstance(data, (str, Path)):
         return _csv_docs(Path(data), split)
-    return [_item(entry, split, modality) for entry in data]
+    docs, problems = [], []
+    for index, entry in enumerate(data):
+        try:
+            docs.append(_item(entry, split, modality, is_labeled))
+        except ValueError as exc:
+            problems.append(Problem(f"{split} item {index}", str(exc)))
+    if problems:
+        raise DataError(split, problems)
+    return docs
 
 
 def _csv_docs(path: Path, split: str) -> list[FinetunerDoc]:
@@ -54,21 +68,39 @@ def _image_references(content: bytes) -> set[str]:
     return {cell for cell in cells if looks_like_image_reference(cell) and not cell.lower().startswith("data:")}
 
 
-def _item(entry: Any, split: str, modality: str) -> FinetunerDoc:
+def _item(entry: Any, split: str, modality: str, is_labeled: bool = True) -> FinetunerDoc:
+    if isinstance(entry, (tuple, list)) and len(entry) == 3 and modality == "text":
+        first, second, score = entry
+        return FinetunerDoc(split=split, text=first, text_pair=second, score=parse_score(score))
     if isinstance(entry, (tuple, list)) and len(entry) == 2:
-        return _from_pair(entry, split, modality)
+        return _from_pair(entry, split, modality, is_labeled)
     tags = getattr(entry, "tags", None) or {}
     label = getattr(entry, "finetuner_label", None) or tags.get("finetuner_label")
-    doc = FinetunerDoc(split=split, text=getattr(entry, "text", None), finetuner_label=_str_or_none(label))
+    text_pair = _field(entry, tags, "text_pair")
+    score = _field(entry, tags, "score")
+    doc = FinetunerDoc(
+        split=split,
+        text=getattr(entry, "text", None),
+        finetuner_label=_str_or_none(label),
+        text_pair=text_pair,
+        score=None if score is None else parse_score(score),
+    )
     image = next((getattr(entry, name) for name in IMAGE_FIELDS if getattr(entry, name, None) is not None), None)
     return _with_image(doc, image) if image is not None else doc
 
 
-def _from_pair(entry, split: str, modality: str) -> FinetunerDoc:
+def _field(entry: Any, tags: dict, name: str) -> Any:
+    value = getattr(entry, name, None)
+    return tags.get(name) if value is None else value
+
+
+def _from_pair(entry, split: str, modality: str, is_labeled: bool = True) -> FinetunerDoc:
     first, second = entry
     if modality == "text-image":
         text, image = (second, first) if _is_image(first) else (first, second)
         return _with_image(FinetunerDoc(split=split, text=text), image)
+    if modality == "text" and not is_labeled:
+        return FinetunerDoc(split=split, text=first, text_pair=second)
     if modality == "text":
         return FinetunerDoc(split=split, text=first, finetuner_label=_str_or_none(second))
     if modality == "vector":

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from finetuner.errors import FinetunerError
+from rich.progress import Progress
+
+from finetuner.errors import ConnectionFailedError, FinetunerError
 from finetuner.transport import Transport
 
 FINAL = {"FINISHED", "FAILED", "CANCELLED"}
@@ -36,17 +38,30 @@ class Run:
         entries = self._transport.result("/runs/logs", run_id=self.id)["logs"]
         return "\n".join(entry["message"] for entry in entries)
 
-    def stream_logs(self, interval_s: float = 1.0) -> Iterator[str]:
-        """Yield log lines as they are written, until the run ends."""
+    def stream_logs(self, interval_s: float = 1.0, reconnect_s: float = 60.0) -> Iterator[str]:
+        """Yield log lines as they are written, until the run ends. A dropped connection is retried (with
+        back-off) for up to ``reconnect_s`` seconds, and streaming goes on from the last line received."""
         since = 0
         while True:
-            answer = self._transport.result("/runs/logs", run_id=self.id, since=since)
+            answer = self._retrying(reconnect_s, "/runs/logs", run_id=self.id, since=since)
             for entry in answer["logs"]:
                 yield entry["message"]
             since += len(answer["logs"])
             if answer["status"] in FINAL and not answer["logs"]:
                 return
             time.sleep(0 if answer["logs"] else interval_s)
+
+    def _retrying(self, patience_s: float, endpoint: str, **parameters: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + patience_s
+        pause = 0.5
+        while True:
+            try:
+                return self._transport.result(endpoint, **parameters)
+            except ConnectionFailedError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def wait(self, interval_s: float = 1.0, timeout_s: float | None = None) -> str:
         """Block until the run ends; return its final status."""
@@ -64,22 +79,44 @@ class Run:
     def cancel(self) -> None:
         self._transport.result("/runs/cancel", run_id=self.id)
 
-    def save_artifact(self, directory: str | Path) -> Path:
-        """Download the tuned model into ``directory`` in chunks, checking every file's sha256."""
+    def report(self, directory: str | Path, eval_data: Any = None, **options: Any) -> Path:
+        """Write this run's HTML report (``directory/index.html``); see :func:`finetuner.report.write_report`."""
+        from finetuner.report import write_report
+
+        return write_report(self, directory, eval_data, **options)
+
+    @property
+    def artifact_id(self) -> str:
+        """What ``finetuner.get_model`` takes to fetch this run's model (the run id)."""
+        return self.id
+
+    def save_artifact(self, directory: str | Path, quiet: bool = True) -> Path:
+        """Download the tuned model into ``directory`` in chunks, checking every file's sha256. Files already
+        there and intact are kept; a file cut short by an interrupted download is continued."""
         directory = Path(directory)
         files = self._transport.result("/runs/artifact", run_id=self.id)["files"]
-        for entry in files:
-            target = directory / entry["path"]
-            if not target.resolve().is_relative_to(directory.resolve()):
-                raise FinetunerError(f"refusing artifact path {entry['path']!r}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._download(entry, target)
+        with Progress(disable=quiet, transient=True) as progress:
+            task = progress.add_task("downloading", total=sum(entry["size"] for entry in files))
+            for entry in files:
+                target = directory / entry["path"]
+                if not target.resolve().is_relative_to(directory.resolve()):
+                    raise FinetunerError(f"refusing artifact path {entry['path']!r}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._download(entry, target, lambda n: progress.advance(task, n))
         return directory
 
-    def _download(self, entry: dict[str, Any], target: Path) -> None:
+    def _download(self, entry: dict[str, Any], target: Path, advance) -> None:
         digest = hashlib.sha256()
-        with open(target, "wb") as file:
-            offset = 0
+        offset = 0
+        if target.exists() and target.stat().st_size <= entry["size"]:
+            with open(target, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+            offset = target.stat().st_size
+        else:
+            target.unlink(missing_ok=True)
+        advance(offset)
+        with open(target, "ab") as file:
             while offset < entry["size"]:
                 docs = self._transport.post("/runs/artifact", run_id=self.id, path=entry["path"], offset=offset)
                 chunk = docs[0].blob or b""
@@ -88,5 +125,7 @@ class Run:
                 file.write(chunk)
                 digest.update(chunk)
                 offset += len(chunk)
+                advance(len(chunk))
         if digest.hexdigest() != entry["sha256"]:
-            raise FinetunerError(f"artifact file {entry['path']} failed its checksum")
+            target.unlink()
+            raise FinetunerError(f"artifact file {entry['path']} failed its checksum (removed; download again)")

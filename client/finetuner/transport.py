@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 from urllib.parse import urlparse
 
 from docarray import DocList
-from jina import Client
+
+with warnings.catch_warnings():  # jina imports pkg_resources, which warns on every import
+    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+    from jina import Client
 
 from finetuner.errors import ConnectionFailedError, ServerError
 from finetuner_core.wire import FinetunerDoc, read_result

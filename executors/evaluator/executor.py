@@ -12,7 +12,13 @@
 
 It answers with the metric table, sample queries with their top results, and warnings (e.g. queries that have
 no relevant item). Runs use the same code for their before/after metrics.
+
+``/search`` answers this shard's top k of each query over its slice of an index (the ``role="index"`` items or a
+stored dataset): with ``shards: N`` on the evaluator every shard answers, and
+``finetuner_core.evaluation.search.merge_search_answers`` merges the answers into the exact global top k.
 """
+
+from functools import partial
 
 from docarray import DocList
 from jina import Executor, requests
@@ -25,28 +31,75 @@ from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.evaluate import evaluate_models
 from finetuner_core.evaluation.options import parse_evaluation_options
 from finetuner_core.evaluation.request import eval_set_from_docs, is_retrieval_request
+from finetuner_core.evaluation.search import (
+    IndexItems,
+    SliceCache,
+    docs_index,
+    parse_search_options,
+    query_docs,
+    records_index,
+    search_shard,
+)
 from finetuner_core.models import build_model, load_model
 from finetuner_core.models.base import CONFIG_FILE
-from finetuner_core.runs import RunStore, runs_root
+from finetuner_core.storage.workspace import Workspace, workspace_root
 from finetuner_core.wire import FinetunerDoc, result_docs
 
 
 class FinetunerEvaluator(Executor):
     def __init__(self, workspace_dir: str = "", device: str = "auto", **kwargs):
         super().__init__(**kwargs)
-        self.store = RunStore(runs_root(workspace_dir, "workspace"))
+        self.home = Workspace(workspace_root(workspace_dir))
+        self.store = self.home.runs
         self.device = device
+        self.slices = SliceCache()  # this shard's slices of stored datasets, encoded
 
     @requests(on="/evaluate")
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
+        user = self.home.users.authenticate(parameters.get("token"))
+        owner = None if user.admin else user.name
         config = parse_fit_config(parameters.get("config", {}))
         options = parse_evaluation_options(parameters.get("evaluation"))
         specs = model_specs(parameters, config.model, config.model_options.model_dump(mode="json"))
         loaded: dict[str, object] = {}
+        for spec in specs:
+            for ref in (spec.query, spec.index):
+                if ref is not None and ref.run_id:
+                    self.store.require(ref.run_id, owner)
         models = {spec.name: (self._load(spec.query, loaded), self._index_model(spec, loaded)) for spec in specs}
         eval_set = self._eval_set(docs, config, specs[0], models[specs[0].name][0])
         evaluations = evaluate_models(eval_set, models, tuple(config.eval_ks), options)
         return result_docs(answer(eval_set, evaluations))
+
+    @requests(on="/search")
+    def search(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
+        user = self.home.users.authenticate(parameters.get("token"))
+        owner = None if user.admin else user.name
+        config = parse_fit_config(parameters.get("config", {}))
+        options = parse_search_options(parameters.get("search"))
+        specs = model_specs(parameters, config.model, config.model_options.model_dump(mode="json"))
+        if len(specs) != 1:
+            raise EvaluationError("a search uses one model (or one query_model and index_model), not a list")
+        for ref in (specs[0].query, specs[0].index):
+            if ref is not None and ref.run_id:
+                self.store.require(ref.run_id, owner)
+        loaded: dict[str, object] = {}
+        query_model = self._load(specs[0].query, loaded)
+        index_model = self._index_model(specs[0], loaded) or query_model
+        index = self._search_index(docs, options.dataset_id, owner)
+        shard, shards = getattr(self.runtime_args, "shard_id", 0) or 0, getattr(self.runtime_args, "shards", 1) or 1
+        encoders = query_model.encode, index_model.encode
+        cache = (self.slices, specs[0].model_dump_json())
+        answer = search_shard(query_docs(docs)[0], index, *encoders, options, shard, shards, *cache)
+        return result_docs(answer)
+
+    def _search_index(self, docs, dataset_id: str | None, owner: str | None) -> IndexItems:
+        """The index of a search: a stored dataset (read only when this shard's slice is not kept), or the
+        request's ``role="index"`` items."""
+        if not dataset_id:
+            return docs_index(docs)
+        items = self.home.datasets.describe(dataset_id, owner)["items"]
+        return records_index(dataset_id, items, partial(self.home.datasets.records, dataset_id, owner))
 
     def _eval_set(self, docs, config: FitConfig, spec: ModelSpec, model) -> EvalSet:
         if is_retrieval_request(docs):

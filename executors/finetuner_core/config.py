@@ -9,9 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from finetuner_core.data.csv_reader import CSVOptions
 from finetuner_core.evaluation.evaluate import DEFAULT_KS
+from finetuner_core.evaluation.scored import CORRELATIONS
 from finetuner_core.models.options import ModelOptions
 from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, expected_modality
 from finetuner_core.training import losses
+from finetuner_core.training.distributed_options import DistributedOptions, DistributedSetting
+from finetuner_core.training.loggers import LOGGERS
 from finetuner_core.training.samplers import SAMPLERS
 from finetuner_core.training.schedulers import SCHEDULERS, make_factor
 
@@ -37,7 +40,9 @@ class FitConfig(BaseModel):
     model: str = Field(DEFAULT_TEXT_MODEL, description="registered backbone name or local model folder")
     model_options: ModelOptions = Field(default_factory=ModelOptions, description="how the backbone is built")
     loss: str | None = Field(
-        None, description="loss name (training.losses.LOSSES); None: TripletMarginLoss, or CLIPLoss for pairs"
+        None,
+        description="loss name (training.losses.LOSSES); None: the data's default (training.losses.DEFAULT_LOSSES): "
+        "TripletMarginLoss, CLIPLoss (text-image), MultipleNegativesRankingLoss (query-document), CoSENTLoss (scored)",
     )
     loss_options: dict[str, Any] = Field(default_factory=dict, description="options of the loss (margin ...)")
     miner: str | None = Field("TripletMarginMiner", description="miner for losses that use one, or None")
@@ -81,15 +86,36 @@ class FitConfig(BaseModel):
     )
     epochs: int = Field(1, ge=1, description="passes over the training data")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (None: epochs decide)")
-    batch_size: int = Field(64, ge=2, description="items per batch")
+    batch_size: int | None = Field(
+        64, ge=2, description="items per batch; None: the fastest (CPU) or largest that fits (CUDA), searched"
+    )
     num_items_per_class: int = Field(4, ge=2, description="items of each class in a batch (class sampler)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
-    seed: int = Field(42, description="seed of the sampler and of torch")
+    seed: int = Field(42, description="seed of the sampler, torch, numpy and python's random")
+    deterministic: bool = Field(False, description="deterministic algorithms only (torch, cuDNN, cuBLAS)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="forward pass in bf16 / fp16 (CUDA only) or fp32; auto: bf16 on CUDA and on CPUs with "
+        "bf16 instructions, else fp32"
+    )
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="write the training checkpoint every N steps (besides each epoch's end), to resume"
+    )
     eval_ks: list[int] = Field(list(DEFAULT_KS), min_length=1, description="cut-offs k of the metrics")
     log_every: int = Field(10, ge=1, description="log the loss every N steps")
     csv_options: CSVOptions = Field(default_factory=CSVOptions, description="how CSV files are read")
     run_name: str | None = Field(None, max_length=200, description="a name for the run")
     to_onnx: bool = Field(False, description="also export the tuned model to ONNX (artifact folder onnx/)")
+    loggers: list[str] = Field(
+        default_factory=list,
+        description="experiment loggers (training.loggers.LOGGERS: tensorboard, mlflow, wandb), offline, writing "
+        "to the run's logs/<logger>/ folder",
+    )
+    wise_ft_alpha: float | None = Field(
+        None, gt=0, le=1, description="WiSE-FT: the saved weights are (1 - alpha) * initial + alpha * fine-tuned"
+    )
+    distributed: DistributedSetting = Field(
+        default_factory=DistributedOptions, description="several processes or machines (torchrun): docs/DISTRIBUTED.md"
+    )
 
     @field_validator("loss")
     @classmethod
@@ -116,12 +142,20 @@ class FitConfig(BaseModel):
     def _known_scheduler(cls, value: str) -> str:
         return _known(value, SCHEDULERS, "scheduler")
 
+    @field_validator("loggers")
+    @classmethod
+    def _known_loggers(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(_known(name, LOGGERS, "logger") for name in value))
+
     @field_validator("monitor")
     @classmethod
     def _monitor_form(cls, value: str) -> str:
         name, _, k = value.partition("@")
-        if value != "loss" and not (name and k.isdigit()):
-            raise ValueError(f"monitor must be 'loss' or a metric at a cut-off such as 'mrr@10', got {value!r}")
+        if value not in ("loss", *CORRELATIONS) and not (name and k.isdigit()):
+            raise ValueError(
+                f"monitor must be 'loss', a metric at a cut-off such as 'mrr@10', or (scored pairs) "
+                f"{' / '.join(CORRELATIONS)}, got {value!r}"
+            )
         return value
 
     @field_validator("eval_ks")
@@ -133,20 +167,25 @@ class FitConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> FitConfig:
-        if self.sampler == "class" and self.batch_size % self.num_items_per_class:
+        if self.sampler == "class" and self.batch_size is not None and self.batch_size % self.num_items_per_class:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of num_items_per_class "
                 f"({self.num_items_per_class}) with the class sampler"
             )
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("precision 'fp16' needs CUDA (it trains with loss scaling on the GPU); use bf16 or fp32")
         losses.build(losses.LOSSES, self.loss_name, self.loss_options)
         try:
             make_factor(self.scheduler, 10, self.warmup_ratio, self.scheduler_options)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"scheduler_options: {exc}") from None
-        if self.monitor != "loss" and int(self.monitor.partition("@")[2]) not in self.eval_ks:
+        if "@" in self.monitor and int(self.monitor.partition("@")[2]) not in self.eval_ks:
             raise ValueError(f"monitor {self.monitor!r} needs its cut-off in eval_ks ({self.eval_ks})")
         if self.miner is not None:
             losses.build(losses.MINERS, self.miner, self.miner_options)
+        locking = self.model_options.locking()
+        if locking and expected_modality(self.model) != "text-image":
+            raise ValueError(f"model_options {', '.join(locking)}: only for CLIP models, not {self.model!r}")
         return self
 
     @property
@@ -156,9 +195,13 @@ class FitConfig(BaseModel):
 
     @property
     def loss_name(self) -> str:
-        if self.loss is not None:
-            return self.loss
-        return "CLIPLoss" if self.modality == "text-image" else "TripletMarginLoss"
+        """The loss named, else the default for what the model takes: text-image pairs or labeled items (a fit's
+        data settles it for query-document and scored pairs: data.fit_settings)."""
+        return self.loss_for("text-image" if self.modality == "text-image" else "labeled")
+
+    def loss_for(self, shape: str) -> str:
+        """The loss named, else the default loss for data of ``shape`` (training.losses.DEFAULT_LOSSES)."""
+        return self.loss if self.loss is not None else losses.DEFAULT_LOSSES[shape]
 
     @property
     def monitor_mode(self) -> Literal["min", "max"]:

@@ -3,7 +3,9 @@
 One type serves every endpoint, so the three executors of the Flow chain without schema conversions:
 
 - ``kind="item"``: one item: ``text``, or an image (encoded bytes in ``blob``, a data URI in ``uri``, or pixels in
-  ``tensor``), or a vector (1-d ``tensor``), with ``finetuner_label``; a text-image pair has ``text`` and an image
+  ``tensor``), or a vector (1-d ``tensor``), with ``finetuner_label``; a text-image pair has ``text`` and an image;
+  a query-document pair has ``text`` (the query) and ``text_pair`` (the document); a scored pair has ``text``,
+  ``text_pair`` and ``score``
 - ``kind="csv"``: a whole CSV file in ``blob``, called ``name``
 - ``kind="file"``: an image file named by a CSV, in ``blob``, called by the path the CSV uses
 - ``kind="result"``: an answer from an executor, as JSON in ``payload`` (plus ``blob`` for file chunks)
@@ -21,13 +23,15 @@ from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
 
 from finetuner_core.data.images import image_to_png_bytes
-from finetuner_core.data.records import PairItem, content_kind
+from finetuner_core.data.records import PairItem, QueryDocItem, ScoredPairItem, content_kind
 
 
 class FinetunerDoc(BaseDoc):
     kind: str = "item"
     split: str = "train"
     text: str | None = None
+    text_pair: str | None = None  # the second text of a pair: a query's document, or a scored pair's other text
+    score: float | None = None  # the gold similarity of a scored pair
     finetuner_label: str | None = None
     uri: str | None = None
     tensor: NdArray | None = None
@@ -38,11 +42,16 @@ class FinetunerDoc(BaseDoc):
 
 
 def record_docs(splits: dict[str, list]) -> DocList[FinetunerDoc]:
-    """Validated records (labeled texts, images or vectors; text-image pairs) as item documents."""
+    """Validated records (labeled texts, images or vectors; text-image, query-document or scored pairs) as item
+    documents."""
     return DocList[FinetunerDoc](_record_doc(split, record) for split, records in splits.items() for record in records)
 
 
 def _record_doc(split: str, record) -> FinetunerDoc:
+    if isinstance(record, QueryDocItem):
+        return FinetunerDoc(split=split, text=record.query, text_pair=record.document)
+    if isinstance(record, ScoredPairItem):
+        return FinetunerDoc(split=split, text=record.text, text_pair=record.text_pair, score=record.score)
     if isinstance(record, PairItem):
         return FinetunerDoc(split=split, text=record.text, blob=image_to_png_bytes(record.image))
     kind = content_kind(record.content)

@@ -7,12 +7,13 @@ import pytest
 from docarray import DocList
 from jina import Executor
 
-from conftest import ROOT, banking77_slice
+from conftest import ROOT, banking77_slice, user_token
 from finetuner_core.config import FitConfig
 from finetuner_core.data import LabeledItem
 from finetuner_core.evaluation import EvaluationError, evaluate, evaluate_labeled, pairs_set
 from finetuner_core.models import build_model
-from finetuner_core.runs import RunStore, runs_root
+from finetuner_core.runs import RunNotFoundError, RunStore, runs_root
+from finetuner_core.storage.users import AuthError
 from finetuner_core.wire import FinetunerDoc, read_result
 
 CONFIG = {"eval_ks": [1, 5], "device": "cpu"}
@@ -24,9 +25,16 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def evaluator(workspace):
+def token(workspace):
+    return user_token(workspace, "alice")
+
+
+@pytest.fixture(scope="module")
+def evaluator(workspace, token):
     config = str(ROOT / "executors" / "evaluator" / "config.yml")
-    return Executor.load_config(config, uses_with={"workspace_dir": str(workspace)})
+    executor = Executor.load_config(config, uses_with={"workspace_dir": str(workspace)})
+    executor.token = token  # what call() sends
+    return executor
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,8 @@ def labeled_docs(rows):
 
 
 def call(evaluator, docs, **parameters):
-    return read_result(evaluator.evaluate(docs=docs, parameters={"config": CONFIG, **parameters}))
+    parameters = {"config": CONFIG, "token": evaluator.token, **parameters}
+    return read_result(evaluator.evaluate(docs=docs, parameters=parameters))
 
 
 def stsb_rows(data_dir, count: int):
@@ -102,13 +111,22 @@ def test_an_approximate_index_reports_its_recall(evaluator, rows):
 def test_a_runs_artifact_is_evaluated_by_run_id(evaluator, workspace, model, rows):
     store = RunStore(runs_root(str(workspace), "workspace"))
     records = [LabeledItem(t, lab) for t, lab in rows]
-    run_id = store.create(FitConfig(**CONFIG), records, records)
+    run_id = store.create(FitConfig(**CONFIG), records, records, owner="alice")
     with pytest.raises(EvaluationError, match=f"run {run_id} has no saved model to evaluate"):
         call(evaluator, labeled_docs(rows), run_id=run_id)
     model.save(store.artifact_dir(run_id))
     answer = call(evaluator, labeled_docs(rows), run_id=run_id)
     assert answer["models"][0]["name"] == f"run {run_id}"
     assert answer["metrics"] == pytest.approx(evaluate_labeled(model, records, (1, 5)))
+    other = RunStore(runs_root(str(workspace), "workspace")).create(FitConfig(**CONFIG), records, [], owner="bob")
+    with pytest.raises(RunNotFoundError):
+        call(evaluator, labeled_docs(rows), run_id=other)
+
+
+def test_a_request_without_a_valid_token_is_refused(evaluator, rows):
+    for token in (None, "", "ft_not-a-token"):
+        with pytest.raises(AuthError):
+            read_result(evaluator.evaluate(docs=labeled_docs(rows), parameters={"config": CONFIG, "token": token}))
 
 
 def cifar_docs(data_dir, classes: int, per_class: int):

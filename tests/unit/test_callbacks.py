@@ -240,7 +240,7 @@ def test_a_run_can_stop_early_and_still_finish(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "parameters,message",
     [
-        ({"monitor": "mrr"}, "monitor must be 'loss' or a metric at a cut-off such as 'mrr@10'"),
+        ({"monitor": "mrr"}, "monitor must be 'loss', a metric at a cut-off such as 'mrr@10'"),
         ({"monitor": "mrr@7"}, "monitor 'mrr@7' needs its cut-off in eval_ks"),
         ({"eval_every_steps": 0}, "eval_every_steps: Input should be greater than or equal to 1"),
         ({"early_stopping_patience": 0}, "early_stopping_patience: Input should be greater than or equal to 1"),
@@ -253,3 +253,39 @@ def test_bad_engine_settings_are_named(parameters, message):
     with pytest.raises(ConfigError) as info:
         parse_fit_config(parameters)
     assert message in str(info.value)
+
+
+# --- state for resuming ---------------------------------------------------------------------------------------
+
+
+def test_early_stopping_goes_on_from_its_state_dict():
+    whole, state = EarlyStopping("loss", patience=3), TrainState()
+    feed(whole, state, losses=[1.0, 0.8, 0.9, 0.85])
+    resumed = EarlyStopping("loss", patience=3)
+    resumed.load_state_dict(whole.state_dict())
+    assert resumed.state_dict() == {"best": 0.8, "waited": 2, "watch": {"seen": 4}}
+    state.step, state.loss = 5, 0.95
+    resumed.on_step_end(state)
+    assert state.stop and "did not improve on 0.8 for 3 check(s), at step 5" in state.stop_reason
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_the_best_model_checkpoint_carries_its_weights_in_its_state_dict(tmp_path, on_disk):
+    model = mlp()
+    checkpoint = BestModelCheckpoint(model, "mrr@10", "max", tmp_path / "first" if on_disk else None)
+    state = TrainState()
+    feed(checkpoint, state, metrics=[0.4, 0.7, 0.5])
+    best_weights = _weights(model)  # the model has not changed: the best weights are these
+    saved = checkpoint.state_dict()
+    assert saved["best"] == 0.7 and saved["best_step"] == 2 and saved["watch"] == {"seen": 3}
+    assert set(saved["weights"]) == set(best_weights)
+    other = mlp()
+    resumed = BestModelCheckpoint(other, "mrr@10", "max", tmp_path / "second" if on_disk else None)
+    resumed.load_state_dict(saved)
+    resumed.on_train_end(state)
+    assert all(torch.equal(v, best_weights[k]) for k, v in other.state_dict().items())
+    assert state.metrics == {"mrr@10": 0.7} and (tmp_path / "second" / "best.pt").exists() == on_disk
+
+
+def test_callbacks_without_progress_have_an_empty_state():
+    assert EvaluationCallback(dict, every_steps=1).state_dict() == {} and Callback().state_dict() == {}

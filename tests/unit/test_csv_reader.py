@@ -87,3 +87,76 @@ def test_doubled_quotes_inside_a_quoted_text():
 def test_whole_banking77_train_file_parses(data_dir):
     records = read_labeled_csv((data_dir / "banking77" / "train.csv").read_bytes(), "train.csv")
     assert len(records) == 10003
+
+
+# --- the shapes of a text file: labeled texts, query-document pairs, scored pairs --------------------------------
+
+
+def read_text(text: str, **options):
+    from finetuner_core.data.csv_reader import read_text_csv
+
+    return read_text_csv(text.encode("utf-8"), "data.csv", CSVOptions(**options))
+
+
+@pytest.mark.parametrize("header", ["query,document", "anchor,positive", "sentence1,sentence2", "Question,Answer"])
+def test_a_header_naming_two_texts_makes_query_document_pairs(header):
+    records = read_text(f"{header}\nhow do I pay,pay with a card\nlost card,freeze it in the app\n")
+    assert [(r.query, r.document, r.source) for r in records] == [
+        ("how do I pay", "pay with a card", "data.csv row 2"),
+        ("lost card", "freeze it in the app", "data.csv row 3"),
+    ]
+
+
+def test_is_labeled_false_reads_two_columns_as_query_and_document():
+    from finetuner_core.data.records import LabeledItem, QueryDocItem
+
+    text = "how do I pay,pay with a card\nlost card,freeze it\n"
+    assert all(isinstance(r, LabeledItem) for r in read_text(text))
+    records = read_text(text, is_labeled=False)
+    assert all(isinstance(r, QueryDocItem) for r in records) and records[1].document == "freeze it"
+
+
+@pytest.mark.parametrize("header", ["", "sentence1,sentence2,score\n", "text_a,text_b,label\n"])
+def test_three_columns_are_scored_pairs(header):
+    records = read_text(header + 'a plane takes off,"an air plane, taking off",5.000\nA man sings.,A dog runs.,0.2\n')
+    assert [(r.text, r.text_pair, r.score) for r in records] == [
+        ("a plane takes off", "an air plane, taking off", 5.0),
+        ("A man sings.", "A dog runs.", 0.2),
+    ]
+    assert records[0].source == f"data.csv row {1 + bool(header)}"
+
+
+def test_a_score_that_is_not_a_number_is_named_with_its_row():
+    with pytest.raises(DataError) as info:
+        read_text("a,b,1\nc,d,high\ne,f,2.5\ng,h,\ni,j,4\n")
+    assert [str(p) for p in info.value.problems] == [
+        "data.csv row 2: score 'high' is not a number",
+        "data.csv row 4: score '' is not a number",
+    ]
+
+
+def test_rows_of_the_wrong_width_are_named_for_each_shape():
+    with pytest.raises(DataError) as info:
+        read_text("a,b,1\nc,d,2\ne,f\n")
+    assert [str(p) for p in info.value.problems] == ["data.csv row 3: expected 3 columns (text, text, score), found 2"]
+    with pytest.raises(DataError, match="row 2: expected 2 columns \\(query, document\\), found 3"):
+        read_text("query,document\nq,d,extra\n")
+
+
+def test_three_cells_of_text_stay_a_labeled_file_with_a_bad_row():
+    """Most rows end in a label, not a number: the file is labeled, and a row with an extra comma is named."""
+    with pytest.raises(DataError, match="row 2: expected 2 columns \\(text, label\\), found 3"):
+        read_text("hello,greeting\nhi, there,greeting\nbye,farewell\n")
+
+
+def test_stsb_rows_parse_as_scored_pairs(data_dir):
+    import csv
+    import io
+
+    with open(data_dir / "stsb" / "sts-dev.csv", encoding="utf-8") as file:
+        rows = [line.rstrip("\n").split("\t") for line in file]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([("sentence1", "sentence2", "score"), *[(r[5], r[6], r[4]) for r in rows]])
+    records = read_text(buffer.getvalue())
+    assert len(records) == 1500 and all(0 <= r.score <= 5 for r in records)
+    assert records[0].text == rows[0][5] and records[0].score == float(rows[0][4])

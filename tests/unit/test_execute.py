@@ -1,3 +1,4 @@
+import threading
 import time
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_a_failing_run_is_recorded_as_failed(tmp_path, data):
     assert store.logs(run_id)[-1]["message"].startswith("failed: ModelNotAvailableError")
 
 
-def test_the_queue_runs_in_the_background_and_recovers_on_restart(tmp_path):
+def test_the_queue_runs_in_the_background_and_resumes_interrupted_runs_on_restart(tmp_path):
     store = RunStore(tmp_path)
     config, train = FitConfig(), [LabeledItem("a", "x"), LabeledItem("b", "x")]
     started, queued = store.create(config, train, []), store.create(config, train, [])
@@ -62,6 +63,26 @@ def test_the_queue_runs_in_the_background_and_recovers_on_restart(tmp_path):
     while store.status(fresh)["status"] != RunStatus.CANCELLED and time.monotonic() < deadline:
         time.sleep(0.05)
     queue.close(timeout=5)
-    assert executed == [queued]
-    assert store.status(started)["status"] == RunStatus.FAILED
+    assert executed == [started, queued], "a run left STARTED by a dead trainer goes on first"
+    assert "resuming from the last checkpoint" in store.logs(started)[-1]["message"]
     assert store.status(fresh)["status"] == RunStatus.CANCELLED
+
+
+def test_closing_with_suspend_stops_the_run_in_progress_and_leaves_it_queued(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create(FitConfig(), [LabeledItem("a", "x"), LabeledItem("b", "x")], [])
+    running = threading.Event()
+
+    def execute(store, run_id, should_stop):
+        store.set_status(run_id, RunStatus.STARTED)
+        running.set()
+        while not should_stop():
+            time.sleep(0.01)
+        store.set_status(run_id, RunStatus.CANCELLED)
+
+    queue = RunQueue(store, execute=execute)
+    queue.submit(run_id)
+    assert running.wait(10)
+    queue.close(timeout=10, suspend=True)
+    assert store.status(run_id)["status"] == RunStatus.QUEUED
+    assert "resumes when it restarts" in store.logs(run_id)[-1]["message"]

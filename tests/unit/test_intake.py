@@ -124,3 +124,125 @@ def test_text_image_pairs_need_one_image_and_one_text(data_dir):
     assert all(isinstance(p, PairItem) and p.text == "a photo of a cat" for p in pairs)
     with pytest.raises(DataError, match="holds text; this model takes text-image pairs"):
         parse_fit_data([item("only text", None)], config)
+
+
+# --- query-document and scored pairs ------------------------------------------------------------------------------
+
+QUERY_DOCS = b"query,document\n" + b"".join(f"question {i},answer {i}\n".encode() for i in range(4))
+SCORED = b"".join(f"sentence {i},other sentence {i},{i / 2}\n".encode() for i in range(4))
+
+
+def pair(text, text_pair, score=None, split="train", **fields):
+    return FinetunerDoc(kind="item", split=split, text=text, text_pair=text_pair, score=score, **fields)
+
+
+def csv_doc(blob, split="train", name="pairs.csv"):
+    return FinetunerDoc(kind="csv", split=split, name=name, blob=blob)
+
+
+def test_query_document_csv_and_documents_are_merged_and_settle_the_default_loss():
+    from finetuner_core.data.records import QueryDocItem
+
+    config = FitConfig(eval_ks=[1])
+    docs = [csv_doc(QUERY_DOCS), pair("q", "d"), pair("eq1", "ed1", split="eval"), pair("eq2", "ed2", split="eval")]
+    data = parse_fit_data(docs, config)
+    assert all(isinstance(r, QueryDocItem) for r in data["train"] + data["eval"])
+    assert [(r.query, r.source) for r in data["train"]][-2:] == [
+        ("question 3", "pairs.csv row 5"),
+        ("q", "train document 1"),
+    ]
+    assert config.loss == "MultipleNegativesRankingLoss" and config.loss_name == "MultipleNegativesRankingLoss"
+
+
+def test_scored_pairs_from_csv_and_documents_settle_cosent():
+    config = FitConfig()
+    data = parse_fit_data([csv_doc(SCORED), pair("a", "b", 4.5)], config)
+    assert [r.score for r in data["train"]] == [0.0, 0.5, 1.0, 1.5, 4.5]
+    assert config.loss == "CoSENTLoss"
+
+
+def test_labeled_data_keeps_its_loss_unset():
+    config = FitConfig()
+    parse_fit_data(TRAIN, config)
+    assert config.loss is None and config.loss_name == "TripletMarginLoss"
+
+
+def test_is_labeled_false_reads_a_headerless_two_column_csv_as_pairs():
+    blob = b"".join(f"question {i},answer {i}\n".encode() for i in range(3))
+    config = FitConfig(csv_options={"is_labeled": False})
+    assert type(parse_fit_data([csv_doc(blob)], config)["train"][0]).__name__ == "QueryDocItem"
+
+
+def test_a_split_mixing_shapes_is_refused():
+    with pytest.raises(DataError) as info:
+        parse_fit_data([csv_doc(QUERY_DOCS), *TRAIN], FitConfig())
+    assert str(info.value.problems[0]) == (
+        "train: mixed shapes: query-document pairs (e.g. pairs.csv row 2), labeled items (e.g. train document 1); "
+        "a data set holds one shape"
+    )
+
+
+def test_pair_documents_are_checked_field_by_field():
+    docs = [pair("a", "b", 1.0), pair("c", None, 2.0), pair(" ", "d", float("nan")), pair("e", "f", 3.0)]
+    docs += [pair("g", "h", finetuner_label="x")]
+    with pytest.raises(DataError) as info:
+        parse_fit_data(docs, FitConfig())
+    assert [str(p) for p in info.value.problems] == [
+        "train document 4: holds a label (finetuner_label) and a second text (text_pair); a document is a labeled "
+        "item or a pair"
+    ]
+    with pytest.raises(DataError) as info:
+        parse_fit_data(docs[:4], FitConfig())
+    assert [str(p) for p in info.value.problems] == [
+        "train document 1: second text is missing, empty or whitespace",
+        "train document 2: text is empty or whitespace",
+        "train document 2: score is nan, not a finite number",
+    ]
+
+
+def test_a_loss_that_does_not_fit_the_data_is_refused_naming_those_that_do():
+    with pytest.raises(DataError) as info:
+        parse_fit_data([csv_doc(SCORED)], FitConfig(loss="MultipleNegativesRankingLoss"))
+    assert str(info.value.problems[0]) == (
+        "train: MultipleNegativesRankingLoss trains on query-document pairs, but this data holds scored pairs; "
+        "losses for scored pairs: CoSENTLoss, CosineSimilarityLoss, MarginMSELoss"
+    )
+    with pytest.raises(DataError, match="InfoNCELoss trains on labeled items, but this data holds query-document"):
+        parse_fit_data([csv_doc(QUERY_DOCS)], FitConfig(loss="InfoNCELoss"))
+
+
+def test_options_of_a_default_loss_must_fit_the_loss_the_data_settles():
+    with pytest.raises(DataError, match="CoSENTLoss has no option\\(s\\) margin"):
+        parse_fit_data([csv_doc(SCORED)], FitConfig(loss_options={"margin": 0.2}))
+
+
+def test_the_monitor_must_be_measured_on_the_evaluation_data():
+    scored_eval = [csv_doc(SCORED), csv_doc(SCORED, split="eval")]
+    parse_fit_data(scored_eval, FitConfig(monitor="spearman", eval_every_steps=2))
+    with pytest.raises(DataError, match="monitor 'mrr@10' is not measured on scored pairs"):
+        parse_fit_data(scored_eval, FitConfig(monitor="mrr@10"))
+    with pytest.raises(DataError, match="monitor 'spearman' is not measured on query-document pairs"):
+        parse_fit_data([csv_doc(QUERY_DOCS), csv_doc(QUERY_DOCS, split="eval")], FitConfig(monitor="spearman"))
+
+
+def test_query_document_evaluation_data_must_hold_enough_documents_for_every_k():
+    docs = [csv_doc(QUERY_DOCS), pair("q1", "d1", split="eval"), pair("q2", "d2", split="eval")]
+    with pytest.raises(ValueError, match="k=20 is larger than the 2 items a query can retrieve"):
+        parse_fit_data(docs, FitConfig())
+    assert len(parse_fit_data(docs, FitConfig(eval_ks=[1, 2]))["eval"]) == 2
+
+
+def test_records_survive_the_trip_through_documents_and_json_rows():
+    """The validator answers with documents that the trainer parses again; the run store keeps JSON rows."""
+    from dataclasses import asdict
+
+    from finetuner_core.data.records import from_row, to_row
+    from finetuner_core.wire import record_docs
+
+    def content(splits):
+        return [(type(r), {**asdict(r), "source": ""}) for split in ("train", "eval") for r in splits[split]]
+
+    splits = parse_fit_data([csv_doc(SCORED), csv_doc(QUERY_DOCS, split="eval")], FitConfig(eval_ks=[1]))
+    assert content(parse_fit_data(list(record_docs(splits)), FitConfig(eval_ks=[1]))) == content(splits)
+    rows = {split: [from_row(to_row(r, None), None) for r in records] for split, records in splits.items()}
+    assert content(rows) == content(splits)

@@ -1,3 +1,7 @@
+import copy
+import os
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +11,8 @@ from finetuner_core.config import FitConfig
 from finetuner_core.data import LabeledItem
 from finetuner_core.models import build_model
 from finetuner_core.training import loop
-from finetuner_core.training.callbacks import Callback, LoggingCallback, StopCallback
+from finetuner_core.training.callbacks import Callback, EarlyStopping, LoggingCallback, StopCallback
+from finetuner_core.training.checkpoint import load_checkpoint
 from finetuner_core.training.loop import accumulate, train
 from finetuner_core.training.losses import LOSSES
 from finetuner_core.training.optimizers import build_optimizer, layer_of, parameter_groups
@@ -228,6 +233,123 @@ def test_classes_smaller_than_num_items_per_class_are_reported_in_the_logs():
         [LoggingCallback(lines.append)],
     )
     assert lines[0] == (
-        "warning: 1 class(es) have fewer than num_items_per_class=4 items: 'rare' (2); "
+        "note: 1 class(es) have fewer than num_items_per_class=4 items: 'rare' (2); "
         "their batches hold all the items they have"
     )
+
+
+# --- seeds and determinism ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_weights_and_another_seed_other_ones(records):
+    """MiniLM in train mode: the sampler's order and the dropout masks both follow the seed."""
+    pretrained = build_model("all-MiniLM-L6-v2", None, "cpu")
+    seen = []
+
+    class Settings(Callback):
+        def on_train_begin(self, state):
+            seen.append((torch.are_deterministic_algorithms_enabled(), os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+
+    def tuned(seed: int) -> dict[str, torch.Tensor]:
+        model = copy.deepcopy(pretrained)
+        config = FitConfig(batch_size=8, num_items_per_class=4, max_steps=2, seed=seed, deterministic=True)
+        train(model, records, config, [Settings()])
+        return model.state_dict()
+
+    first, again, other = tuned(7), tuned(7), tuned(8)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    assert seen == [(True, ":4096:8")] * 3
+    assert not torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_training_seeds_python_numpy_and_torch():
+    drawn = []
+
+    class Draw(Callback):
+        def on_train_begin(self, state):
+            drawn.append((random.random(), float(np.random.rand()), float(torch.rand(()))))
+
+    for seed in (3, 3, 4):
+        train(mlp(), vectors(), mlp_config(max_steps=1, seed=seed), [Draw()])
+    assert drawn[0] == drawn[1] != drawn[2]
+
+
+def test_with_dropout_the_seed_decides_the_weights():
+    """A small MLP with dropout, each run from the same initial weights, sampled in the same order."""
+    initial = mlp(hidden_dims=[64])
+    initial.backbone = torch.nn.Sequential(initial.backbone, torch.nn.Dropout(0.5))
+
+    def tuned(seed: int) -> dict[str, torch.Tensor]:
+        model = copy.deepcopy(initial)
+        train(model, vectors(), mlp_config(max_steps=3, seed=seed, sampler="random", batch_size=48))
+        return model.state_dict()
+
+    first, again, other = tuned(5), tuned(5), tuned(6)  # each step one batch of all 48 items
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+# --- a loss that turns NaN ------------------------------------------------------------------------------------
+
+
+def test_a_weight_that_turns_nan_fails_training_at_that_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    class Poison(Callback):
+        def on_step_end(self, state):
+            if state.step == 3:
+                with torch.no_grad():
+                    model.backbone[0].weight[0, 0] = float("nan")
+
+    model = mlp()
+    state = train(
+        model,
+        vectors(),
+        mlp_config(epochs=3, checkpoint_every_steps=2),
+        [Poison(), EarlyStopping(patience=None)],
+        checkpoint_dir=tmp_path,
+    )
+    assert state.failed and state.step == 4 and state.stop_reason == "training loss is nan at step 4"
+    saved = load_checkpoint(tmp_path)
+    assert saved["progress"]["step"] == 2
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+# --- overfitting a few classes: the geometry ------------------------------------------------------------------
+
+
+def clustered(n: int = 48, classes: int = 4) -> list[LabeledItem]:
+    """Noisy vectors around one random centre per class: classes overlap before training."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(classes, 8))
+    return [
+        LabeledItem((0.7 * centres[i % classes] + rng.normal(size=8)).astype(np.float32), str(i % classes))
+        for i in range(n)
+    ]
+
+
+def nearest_neighbour_accuracy(model, records) -> float:
+    """Share of items whose nearest other item (by cosine) has their class."""
+    embeddings = model.encode([r.content for r in records])
+    labels = np.array([r.label for r in records])
+    sim = embeddings @ embeddings.T
+    np.fill_diagonal(sim, -np.inf)
+    return float((labels[sim.argmax(1)] == labels).mean())
+
+
+def test_a_small_mlp_overfits_a_few_classes_into_clean_clusters():
+    records, model = clustered(), mlp(hidden_dims=[64, 32])
+    assert nearest_neighbour_accuracy(model, records) < 0.7 and class_separation(model, records) < 0.3
+    config = mlp_config(
+        model_options={**MLP_OPTIONS, "hidden_dims": [64, 32]},
+        batch_size=16,
+        num_items_per_class=4,
+        epochs=40,
+        learning_rate=1e-2,
+        warmup_ratio=0,
+        scheduler="constant",
+        precision="fp32",
+    )
+    train(model, records, config)
+    assert nearest_neighbour_accuracy(model, records) == 1.0
+    assert class_separation(model, records) > 0.5

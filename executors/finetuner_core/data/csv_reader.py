@@ -1,7 +1,13 @@
-"""Read Finetuner's labeled CSV format: ``text,label`` per row.
+"""Read Finetuner's CSV formats: ``text,label`` per row (labeled), and for text models also ``query,document``
+(query-document pairs) and ``text,text,score`` (scored pairs).
 
-- The header is optional: ``header=None`` takes the first row as a header when both cells are known
-  column names (``text``/``sentence``/``image``/... and ``label``/``finetuner_label``/``category``/...).
+- The header is optional: ``header=None`` takes the first row as a header when every cell is a known column name
+  (``text``/``sentence``/``query``/``image``/... and ``label``/``finetuner_label``/``category``/..., or two texts
+  and ``score``/``similarity``/``label``).
+- The shape of a text file (:func:`read_text_csv`): three columns are scored pairs; two columns are labeled
+  texts, unless ``is_labeled=False`` or a header names two texts (``query,document``, ``anchor,positive``,
+  ``sentence1,sentence2`` ...), which make them query-document pairs. Without a header, the column count most
+  rows have decides, and three columns count as scored pairs only when most third cells are numbers.
 - The dialect (delimiter, quoting) is sniffed from the first few kilobytes unless one is named.
 - The file is decoded with the given encoding; bytes that do not decode are reported with their line.
 
@@ -13,17 +19,21 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import LabeledItem
+from finetuner_core.data.records import LabeledItem, QueryDocItem, ScoredPairItem
 
-HEADER_NAMES = {
-    *("text", "sentence", "query", "anchor", "document", "caption"),
-    *("image", "image_path", "image_uri", "path", "uri", "file"),
-    *("label", "finetuner_label", "category", "class", "labels"),
+TEXT_NAMES = {
+    *("text", "sentence", "query", "anchor", "document", "caption", "positive", "passage", "question", "answer"),
+    *("sentence1", "sentence2", "text1", "text2", "text_a", "text_b", "sentence_a", "sentence_b", "text_pair"),
 }
+IMAGE_NAMES = {"image", "image_path", "image_uri", "path", "uri", "file"}
+LABEL_NAMES = {"label", "finetuner_label", "category", "class", "labels"}
+SCORE_NAMES = {"score", "similarity", "similarity_score", "relatedness", "gold", "gold_score", "label"}
+HEADER_NAMES = TEXT_NAMES | IMAGE_NAMES | LABEL_NAMES
 SNIFF_BYTES = 16 * 1024
 DELIMITERS = ",;\t|"
 
@@ -36,6 +46,9 @@ class CSVOptions(BaseModel):
     encoding: str = Field("utf-8", description="text encoding of the file, e.g. utf-8, latin-1")
     dialect: str = Field("auto", description="'auto' (sniffed) or a csv module dialect: excel, excel-tab, unix")
     header: bool | None = Field(None, description="True / False, or None to detect a known header row")
+    is_labeled: bool = Field(
+        True, description="two-column text files (and text 2-tuples): text,label (True) or query,document (False)"
+    )
 
     @field_validator("encoding")
     @classmethod
@@ -68,19 +81,88 @@ def read_csv_rows(
     content: bytes, name: str, options: CSVOptions | None = None, columns: str = "text, label"
 ) -> list[tuple[str, list[str]]]:
     """``(where, [cell, cell])`` for every data row of a two-column CSV file, or one :class:`DataError`."""
+    _, rows = _table(content, name, options or CSVOptions())
+    return _checked(rows, name, 2, columns)
+
+
+def read_text_csv(
+    content: bytes, name: str, options: CSVOptions | None = None
+) -> list[LabeledItem] | list[QueryDocItem] | list[ScoredPairItem]:
+    """The records of a CSV file for a text model: labeled texts, query-document pairs or scored pairs (see the
+    module's docstring for how the shape is told). A score that is not a number is reported with its row."""
     options = options or CSVOptions()
+    header, rows = _table(content, name, options)
+    if _width(header, rows) == 3:
+        return _scored(_checked(rows, name, 3, "text, text, score"), name)
+    if not options.is_labeled or _names_two_texts(header):
+        return [QueryDocItem(a, b, where) for where, (a, b) in _checked(rows, name, 2, "query, document")]
+    return [LabeledItem(a, b, where) for where, (a, b) in _checked(rows, name, 2, "text, label")]
+
+
+def parse_score(value) -> float:
+    """A score as a float (NaN and infinities included: validation refuses them); ValueError names the value."""
+    if isinstance(value, bool):
+        raise ValueError(f"score {value!r} is not a number")
+    try:
+        return float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"score {value!r} is not a number") from None
+
+
+def _table(content: bytes, name: str, options: CSVOptions) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """The header's cells (None: no header) and ``(line number, cells)`` of every data row."""
     text = _decode(content, name, options.encoding)
     rows = list(_rows(text, name, options.dialect))
     if rows and _is_header(rows[0][1], options.header):
-        rows = rows[1:]
+        return [cell.strip().lower() for cell in rows[0][1]], rows[1:]
+    return None, rows
+
+
+def _checked(rows: list[tuple[int, list[str]]], name: str, width: int, columns: str) -> list[tuple[str, list[str]]]:
     problems = [
-        Problem(f"{name} row {line}", f"expected 2 columns ({columns}), found {len(cells)}")
+        Problem(f"{name} row {line}", f"expected {width} columns ({columns}), found {len(cells)}")
         for line, cells in rows
-        if len(cells) != 2
+        if len(cells) != width
     ]
     if problems:
         raise DataError(name, problems)
     return [(f"{name} row {line}", cells) for line, cells in rows]
+
+
+def _scored(rows: list[tuple[str, list[str]]], name: str) -> list[ScoredPairItem]:
+    records, problems = [], []
+    for where, (first, second, score) in rows:
+        try:
+            records.append(ScoredPairItem(first, second, parse_score(score), where))
+        except ValueError as exc:
+            problems.append(Problem(where, str(exc)))
+    if problems:
+        raise DataError(name, problems)
+    return records
+
+
+def _width(header: list[str] | None, rows: list[tuple[int, list[str]]]) -> int:
+    """3 for scored pairs, else 2: the header's width, or the width most rows have (3 only when most of those
+    rows end in a number)."""
+    if header is not None:
+        return 3 if len(header) == 3 else 2
+    widths = Counter(len(cells) for _, cells in rows)
+    if not widths or widths[3] <= widths[2] or widths[3] < max(widths.values()):
+        return 2
+    numeric = sum(_is_number(cells[2]) for _, cells in rows if len(cells) == 3)
+    return 3 if 2 * numeric > widths[3] else 2
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        parse_score(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _names_two_texts(header: list[str] | None) -> bool:
+    return header is not None and len(header) == 2 and all(name in TEXT_NAMES for name in header)
 
 
 def _decode(content: bytes, name: str, encoding: str) -> str:
@@ -124,4 +206,6 @@ def _is_header(cells: list[str], header: bool | None) -> bool:
     if header is not None:
         return header
     names = [cell.strip().lower() for cell in cells]
+    if len(names) == 3:
+        return names[0] in TEXT_NAMES and names[1] in TEXT_NAMES and names[2] in SCORE_NAMES
     return len(names) == 2 and all(name in HEADER_NAMES for name in names)

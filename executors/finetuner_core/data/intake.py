@@ -5,6 +5,8 @@ so it is tested without a Flow. What a split must hold follows from the model's 
 
 - ``text`` / ``image`` / ``vector``: labeled items (``text``; an image in ``blob``/``uri``/``tensor``; a 1-d
   ``tensor``), or CSV rows ``text,label`` / ``image,label``
+- ``text`` also: query-document pairs (``text`` and ``text_pair``; CSV rows ``query,document``) or scored pairs
+  (``text``, ``text_pair`` and ``score``; CSV rows ``text,text,score``), see :mod:`.text_records`
 - ``text-image``: unlabeled pairs (a document with ``text`` and an image), or CSV rows ``image,text``
 
 Images named in a CSV come as ``kind="file"`` documents called by the path the CSV uses; nothing is read from
@@ -20,27 +22,28 @@ import numpy as np
 
 from finetuner_core.data.csv_reader import CSVOptions, read_csv_rows
 from finetuner_core.data.errors import DataError, Problem
+from finetuner_core.data.fit_settings import settle_fit
 from finetuner_core.data.images import load_images, looks_like_image_reference
-from finetuner_core.data.records import LabeledItem, PairItem
-from finetuner_core.data.validation import validate_labeled, validate_pairs
-from finetuner_core.evaluation.evaluate import check_eval_records
+from finetuner_core.data.records import LabeledItem, PairItem, Record
+from finetuner_core.data.text_records import text_records
+from finetuner_core.data.validation import validate_records
 from finetuner_core.models.registry import expected_modality
 
 SPLITS = ("train", "eval")
-Item = LabeledItem | PairItem
+Item = Record
 
 
 def parse_fit_data(docs, config) -> dict[str, list[Item]]:
     """Training (required) and evaluation (optional) records for a fit with ``config`` (a FitConfig).
 
-    The class sampler needs two items of a class in a batch, so it refuses classes with one item; evaluation
-    data must be large enough to be scored at every k of ``config.eval_ks``.
+    The class sampler needs two items of a class in a batch, so it refuses classes with one item; the loss and
+    the monitor must suit the data's shape (a fit without a loss gets the shape's default in ``config.loss``), and
+    evaluation data must be large enough to be scored at every k of ``config.eval_ks`` (``settle_fit``).
     """
     modality = expected_modality(config.model, config.model_options.select_model)
     min_items = 2 if config.sampler == "class" else 1
     splits = parse_data(docs, modality, config.csv_options, min_items_per_class=min_items)
-    if splits.get("eval"):
-        check_eval_records(splits["eval"], tuple(config.eval_ks))
+    settle_fit(config, splits)
     return splits
 
 
@@ -50,8 +53,10 @@ def parse_data(
     csv_options: CSVOptions,
     min_items_per_class: int = 2,
     required: tuple[str, ...] = ("train",),
+    whole: bool = True,
 ) -> dict[str, list[Item]]:
-    """Validated records per split (``train``/``eval``) for a model of ``modality``."""
+    """Validated records per split (``train``/``eval``) for a model of ``modality``. ``whole=False`` checks
+    rows only, for one batch of a dataset (the classes are checked when the whole dataset is there)."""
     docs = list(docs)
     files = {doc.name: doc.blob for doc in docs if getattr(doc, "kind", "item") == "file"}
     by_split = _by_split([(i, doc) for i, doc in enumerate(docs) if getattr(doc, "kind", "item") != "file"])
@@ -60,10 +65,7 @@ def parse_data(
         if split not in by_split and split not in required:
             continue
         records = _records(by_split.get(split, []), split, modality, csv_options, files)
-        if modality == "text-image":
-            validate_pairs(records, split)
-        else:
-            validate_labeled(records, split, min_items_per_class if split == "train" else 1)
+        validate_records(records, split, min_items_per_class if split == "train" else 1, whole=whole)
         result[split] = records
     return result
 
@@ -82,11 +84,14 @@ def _by_split(indexed_docs: list) -> dict[str, list]:
 
 
 def _records(indexed_docs: list, split: str, modality: str, csv_options: CSVOptions, files: dict) -> list[Item]:
+    items = [(i, doc) for i, doc in indexed_docs if getattr(doc, "kind", "item") == "item"]
+    if modality == "text":
+        _check_modalities(items, split, modality)
+        return text_records(indexed_docs, split, csv_options)
     raw: list[tuple[str, Any, Any]] = []  # (where, content or image value, label or text)
     for _, doc in indexed_docs:
         if getattr(doc, "kind", "item") == "csv":
             raw.extend(_csv_rows(doc, modality, csv_options, files))
-    items = [(i, doc) for i, doc in indexed_docs if getattr(doc, "kind", "item") == "item"]
     _check_modalities(items, split, modality)
     raw.extend(_item_row(doc, f"{split} document {i}", modality) for i, doc in items)
     return _build(raw, split, modality)
@@ -96,10 +101,8 @@ def _csv_rows(doc, modality: str, options: CSVOptions, files: dict) -> list[tupl
     name = doc.name or "data.csv"
     if modality == "vector":
         raise DataError(name, [Problem(name, "vectors come as DocList tensors, not CSV files")])
-    columns = {"text": "text, label", "image": "image, label", "text-image": "image, text"}[modality]
+    columns = {"image": "image, label", "text-image": "image, text"}[modality]
     rows = read_csv_rows(doc.blob or b"", name, options, columns)
-    if modality == "text":
-        return [(where, cells[0], cells[1]) for where, cells in rows]
     if modality == "image":
         return [(where, _attached(cells[0], files), cells[1]) for where, cells in rows]
     return [_pair_cells(where, cells, files) for where, cells in rows]
@@ -132,8 +135,6 @@ class _Missing:
 
 
 def _item_row(doc, where: str, modality: str) -> tuple[str, Any, Any]:
-    if modality == "text":
-        return where, doc.text, doc.finetuner_label
     if modality == "vector":
         return where, doc.tensor, doc.finetuner_label
     if doc.blob is not None:
@@ -148,8 +149,8 @@ def _item_row(doc, where: str, modality: str) -> tuple[str, Any, Any]:
 def _build(raw: list[tuple[str, Any, Any]], split: str, modality: str) -> list[Item]:
     if modality == "vector" and any(value is None for _, value, _ in raw):
         raise DataError(split, [Problem(w, "the vector (field 'tensor') is missing") for w, v, _ in raw if v is None])
-    if modality in ("text", "vector"):
-        return [LabeledItem(_vector(c) if modality == "vector" else c, label, where) for where, c, label in raw]
+    if modality == "vector":
+        return [LabeledItem(_vector(c), label, where) for where, c, label in raw]
     problems = [Problem(where, f"{value!r}") for where, value, _ in raw if isinstance(value, _Missing)]
     present = [(where, value) for where, value, _ in raw if not isinstance(value, _Missing)]
     try:

@@ -1,7 +1,11 @@
-"""The units of accepted data, whatever they came from (CSV rows or documents).
+"""The units of accepted data, whatever they came from (CSV rows or documents), one class per data shape.
 
-- :class:`LabeledItem`: a text, an image (``PIL.Image``) or a vector, with its class label.
-- :class:`PairItem`: a text and the image it describes (unlabeled, for CLIP training).
+- :class:`LabeledItem` (``labeled``): a text, an image (``PIL.Image``) or a vector, with its class label.
+- :class:`PairItem` (``text-image``): a text and the image it describes (unlabeled, for CLIP training).
+- :class:`QueryDocItem` (``query-doc``): a query and a document that answers it (unlabeled: every other document
+  of a batch is the query's negative).
+- :class:`ScoredPairItem` (``scored``): two texts and a gold similarity score (any finite number, e.g. STS-B's
+  0..5).
 
 ``to_row`` / ``from_row`` store them as JSON rows; an image is stored as a PNG file through ``save_image`` and
 read back through ``load_image``, so the run store keeps images as files, not inline.
@@ -11,10 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
+
+LABELED, TEXT_IMAGE, QUERY_DOC, SCORED = "labeled", "text-image", "query-doc", "scored"
+SHAPES = {
+    LABELED: "labeled items",
+    TEXT_IMAGE: "text-image pairs",
+    QUERY_DOC: "query-document pairs",
+    SCORED: "scored pairs",
+}
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,7 @@ class LabeledItem:
     content: Any
     label: str
     source: str = ""
+    shape: ClassVar[str] = LABELED
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,32 @@ class PairItem:
     text: str
     image: Any
     source: str = ""
+    shape: ClassVar[str] = TEXT_IMAGE
+
+
+@dataclass(frozen=True)
+class QueryDocItem:
+    query: str
+    document: str
+    source: str = ""
+    shape: ClassVar[str] = QUERY_DOC
+
+
+@dataclass(frozen=True)
+class ScoredPairItem:
+    text: str
+    text_pair: str
+    score: float
+    source: str = ""
+    shape: ClassVar[str] = SCORED
+
+
+Record = LabeledItem | PairItem | QueryDocItem | ScoredPairItem
+
+
+def shape_of(records: list[Record]) -> str:
+    """The data shape of a (non-empty) list of records, judged by its first record."""
+    return records[0].shape
 
 
 def content_kind(content: Any) -> str:
@@ -40,7 +79,11 @@ def content_kind(content: Any) -> str:
     return "vector"
 
 
-def to_row(item: LabeledItem | PairItem, save_image: Callable[[Image.Image], str]) -> dict[str, Any]:
+def to_row(item: Record, save_image: Callable[[Image.Image], str]) -> dict[str, Any]:
+    if isinstance(item, QueryDocItem):
+        return {"query": item.query, "document": item.document}
+    if isinstance(item, ScoredPairItem):
+        return {"text": item.text, "text_pair": item.text_pair, "score": item.score}
     if isinstance(item, PairItem):
         return {"text": item.text, "image": save_image(item.image)}
     kind = content_kind(item.content)
@@ -51,7 +94,11 @@ def to_row(item: LabeledItem | PairItem, save_image: Callable[[Image.Image], str
     return {"text": item.content, "label": item.label}
 
 
-def from_row(row: dict[str, Any], load_image: Callable[[str], Image.Image]) -> LabeledItem | PairItem:
+def from_row(row: dict[str, Any], load_image: Callable[[str], Image.Image]) -> Record:
+    if "query" in row:
+        return QueryDocItem(row["query"], row["document"])
+    if "score" in row:
+        return ScoredPairItem(row["text"], row["text_pair"], float(row["score"]))
     if "label" not in row:
         return PairItem(text=row["text"], image=load_image(row["image"]))
     if "image" in row:

@@ -1,18 +1,46 @@
-"""Checks a labeled data set as a whole before anything of it is stored.
+"""Checks a data set as a whole before anything of it is stored.
 
-Each check adds :class:`Problem` s; :func:`validate_labeled` raises one :class:`DataError` with all of them,
-so a data set is accepted entirely or not at all.
+Each check adds :class:`Problem` s; every ``validate_*`` function raises one :class:`DataError` with all of them,
+so a data set is accepted entirely or not at all. :func:`validate_records` picks the checks by the data's shape.
+With ``whole=False`` only each record is checked (one batch of a dataset); what needs the whole set (classes,
+the number of pairs, different scores) is checked when the whole set is there.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import LabeledItem
+from finetuner_core.data.records import (
+    LABELED,
+    QUERY_DOC,
+    SCORED,
+    LabeledItem,
+    QueryDocItem,
+    ScoredPairItem,
+    shape_of,
+)
 
 
-def validate_labeled(records: list[LabeledItem], dataset: str, min_items_per_class: int = 2) -> None:
+def validate_records(records: list, dataset: str, min_items_per_class: int = 2, whole: bool = True) -> None:
+    """The checks of the records' shape: labeled items, text-image pairs, query-document or scored pairs."""
+    if not records:
+        raise DataError(dataset, [Problem(dataset, "the data set is empty")])
+    shape = shape_of(records)
+    if shape == LABELED:
+        validate_labeled(records, dataset, min_items_per_class, whole=whole)
+    elif shape == QUERY_DOC:
+        validate_query_docs(records, dataset, whole=whole)
+    elif shape == SCORED:
+        validate_scored(records, dataset, whole=whole)
+    else:
+        validate_pairs(records, dataset)
+
+
+def validate_labeled(
+    records: list[LabeledItem], dataset: str, min_items_per_class: int = 2, whole: bool = True
+) -> None:
     """Refuse ``records`` unless every text and label is present and the classes can form triplets.
 
     ``min_items_per_class`` is what the sampler needs: an anchor needs a positive of its own class.
@@ -20,7 +48,7 @@ def validate_labeled(records: list[LabeledItem], dataset: str, min_items_per_cla
     if not records:
         raise DataError(dataset, [Problem(dataset, "the data set is empty")])
     problems = [p for index, record in enumerate(records) for p in _record_problems(record, index)]
-    if not problems:
+    if not problems and whole:
         problems = _class_problems(records, dataset, min_items_per_class)
     if problems:
         raise DataError(dataset, problems)
@@ -61,7 +89,82 @@ def validate_pairs(records: list, dataset: str) -> None:
     problems = [
         Problem(record.source or f"item {index}", "text is empty or whitespace")
         for index, record in enumerate(records)
-        if not isinstance(record.text, str) or not record.text.strip()
+        if not _has_text(record.text)
     ]
     if problems:
         raise DataError(dataset, problems)
+
+
+def validate_query_docs(records: list[QueryDocItem], dataset: str, whole: bool = True) -> None:
+    """Refuse query-document pairs unless every query and document is text, and a batch can hold two queries
+    (each query's negatives are the other queries' documents)."""
+    if not records:
+        raise DataError(dataset, [Problem(dataset, "the data set is empty")])
+    problems = [
+        Problem(record.source or f"item {index}", reason)
+        for index, record in enumerate(records)
+        for reason in query_doc_problems(record)
+    ]
+    if not problems and whole:
+        problems = _pair_count_problems(records, dataset)
+    if not problems and whole and len({record.query for record in records}) < 2:
+        reason = f"all {len(records)} pairs share one query; in-batch negatives need at least 2 different queries"
+        problems = [Problem(dataset, reason)]
+    if problems:
+        raise DataError(dataset, problems)
+
+
+def query_doc_problems(record: QueryDocItem) -> list[str]:
+    """What is wrong with one query-document pair (nothing: an empty list)."""
+    problems = []
+    if not _has_text(record.query):
+        problems.append("query is empty or whitespace")
+    if not _has_text(record.document):
+        problems.append("document (the second text) is missing, empty or whitespace")
+    return problems
+
+
+def validate_scored(records: list[ScoredPairItem], dataset: str, whole: bool = True) -> None:
+    """Refuse scored pairs unless both texts are present, every score is a finite number, and the scores differ
+    (a loss on scores learns from their order or their differences)."""
+    if not records:
+        raise DataError(dataset, [Problem(dataset, "the data set is empty")])
+    problems = [
+        Problem(record.source or f"item {index}", reason)
+        for index, record in enumerate(records)
+        for reason in scored_problems(record)
+    ]
+    if not problems and whole:
+        problems = _pair_count_problems(records, dataset)
+    if not problems and whole and len({record.score for record in records}) < 2:
+        reason = f"every score is {records[0].score!r}; scored pairs need at least 2 different scores"
+        problems = [Problem(dataset, reason)]
+    if problems:
+        raise DataError(dataset, problems)
+
+
+def scored_problems(record: ScoredPairItem) -> list[str]:
+    """What is wrong with one scored pair (nothing: an empty list)."""
+    problems = []
+    if not _has_text(record.text):
+        problems.append("text is empty or whitespace")
+    if not _has_text(record.text_pair):
+        problems.append("second text is missing, empty or whitespace")
+    score = record.score
+    if score is None:
+        problems.append("score is missing")
+    elif isinstance(score, bool) or not isinstance(score, int | float):
+        problems.append(f"score {score!r} is not a number")
+    elif not math.isfinite(score):
+        problems.append(f"score is {score}, not a finite number")
+    return problems
+
+
+def _pair_count_problems(records: list, dataset: str) -> list[Problem]:
+    if len(records) >= 2:
+        return []
+    return [Problem(dataset, "needs at least 2 pairs: the other pairs of a batch are what each pair is compared with")]
+
+
+def _has_text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from finetuner_core.data.records import QueryDocItem, ScoredPairItem
+from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.relevance import LabelRelevance, PairRelevance, Relevance
 
 
@@ -103,6 +105,24 @@ def paired_set(items: Sequence[Any]) -> EvalSet:
     return pairs_set(list(query_of), list(images), zip(query_ids, range(len(images)), strict=True))
 
 
+def query_doc_set(records: list[QueryDocItem]) -> EvalSet:
+    """Distinct queries against distinct documents; a query's own documents are relevant."""
+    queries: dict[str, int] = {}
+    documents: dict[str, int] = {}
+    names: dict[str, str] = {}
+    for record in records:
+        names.setdefault(record.query, record.source or f"query {len(queries)}")
+        queries.setdefault(record.query, len(queries))
+        documents.setdefault(record.document, len(documents))
+    pairs = dict.fromkeys((queries[r.query], documents[r.document]) for r in records)
+    return pairs_set(list(queries), list(documents), list(pairs), query_names=[names[q] for q in queries])
+
+
 def records_set(records: Sequence[Any]) -> EvalSet:
-    """A run's evaluation records as evaluation data: labeled items (leave-one-out) or text-image pairs."""
+    """Evaluation records as retrieval data: labeled items (leave-one-out), text-image pairs or query-document
+    pairs. Scored pairs are not retrieval data (runs score them by correlation, evaluation.scored)."""
+    if records and isinstance(records[0], ScoredPairItem):
+        raise EvaluationError("scored pairs are evaluated by correlation (spearman, pearson) in runs, not by retrieval")
+    if records and isinstance(records[0], QueryDocItem):
+        return query_doc_set(list(records))
     return labeled_set(records) if records and hasattr(records[0], "label") else paired_set(records)

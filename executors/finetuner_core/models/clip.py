@@ -7,7 +7,14 @@ it the model embeds both texts and images into one space and trains with CLIPLos
   or random (``pretrained=False``).
 - ``lit-minilm-efficientnet-lite0``: ``open_clip.CustomTextCLIP`` with the MiniLM folder as its Hugging Face text
   tower and timm's ``tf_efficientnet_lite0`` with the packaged ImageNet weights as its vision tower; both trunks
-  are frozen by default (LiT), the projections (``output_dim``, default 384) are trained from scratch.
+  are locked by default (LiT), the projections (``output_dim``, default 384) are trained from scratch.
+
+Locking (open_clip's ``--lock-image`` / ``--lock-text``): ``lock_image`` / ``lock_text`` freeze a tower,
+``lock_image_unlocked_groups`` / ``lock_text_unlocked_layers`` leave its last N layer groups / layers trainable.
+An open_clip architecture is locked by its own ``lock_image_tower`` / ``lock_text_tower``; the two-tower model
+locks its trunks by layer groups (``freeze.lock``): the image trunk's groups are timm's (as open_clip groups a
+timm tower), the text trunk's are the embeddings and each transformer layer; its projections stay trainable.
+Locks apply after ``freeze``. BatchNorm statistics follow ``freeze_batchnorm`` as in every family.
 """
 
 from __future__ import annotations
@@ -19,17 +26,20 @@ from typing import Any
 import open_clip
 import safetensors.torch
 import torch
+from open_clip.modified_resnet import ModifiedResNet
+from timm.models import group_parameters
 from torch import nn
 
 from finetuner_core.data.images import load_image, looks_like_image_reference
 from finetuner_core.models.base import EmbeddingModel, _to_device, pick_device
+from finetuner_core.models.freeze import lock, parameter_groups
 from finetuner_core.models.image import load_efficientnet_lite0
 from finetuner_core.models.options import ModelOptions
 from finetuner_core.models.registry import ModelNotAvailableError, efficientnet_lite0_path, minilm_path
 
 WEIGHTS_FILE = "open_clip_model.safetensors"
 CLIP_CONFIG_FILE = "open_clip_config.json"
-LIT_TRUNKS = ["visual.trunk", "text.transformer"]
+LIT_TRUNKS = {"image": "visual.trunk", "text": "text.transformer"}
 TOWERS = {"clip-text": "text", "clip-vision": "image", None: "text-image"}
 
 
@@ -58,8 +68,49 @@ class ClipEmbeddingModel(EmbeddingModel):
             super().add_head()
 
     def apply_freeze(self, groups: bool | list[str] | None) -> int:
-        default = LIT_TRUNKS if self.clip_config.get("lit") else None
-        return super().apply_freeze(default if groups is None else groups)
+        """Freeze ``groups`` (see ``EmbeddingModel.apply_freeze``), then lock the towers as the options say.
+
+        A tower whose ``lock_*`` option is None is locked when the model is the two-tower one and ``groups`` is
+        None (LiT's default). Safe to call again. Returns the number of trainable backbone parameters.
+        """
+        lit = bool(self.clip_config.get("lit"))
+        super().apply_freeze(False if groups is None else groups)
+        default = lit and groups is None
+        for tower in ("image", "text"):
+            locked = getattr(self.options, f"lock_{tower}")
+            if locked or (locked is None and default):
+                self._lock(tower, lit)
+            elif self._unlocked(tower):
+                raise ValueError(f"{self._unlocked_option(tower)} needs lock_{tower}=True for {self.name!r}")
+        return sum(p.numel() for p in self.clip.parameters() if p.requires_grad)
+
+    def _lock(self, tower: str, lit: bool) -> None:
+        unlocked = self._unlocked(tower)
+        if lit:
+            trunk = self.clip.get_submodule(LIT_TRUNKS[tower])
+            lock(trunk, self._lit_groups(tower, trunk), unlocked, f"{tower} tower of {self.name}")
+        elif tower == "text":
+            self.clip.lock_text_tower(unlocked_layers=unlocked)
+        elif unlocked and isinstance(self.clip.visual, ModifiedResNet):
+            raise ValueError(
+                f"lock_image_unlocked_groups: the ResNet image tower of {self.name!r} can only be locked whole"
+            )
+        else:
+            self.clip.lock_image_tower(unlocked_groups=unlocked, freeze_bn_stats=False)
+
+    @staticmethod
+    def _lit_groups(tower: str, trunk: nn.Module) -> list[list[str]]:
+        """timm's layer groups of the image trunk; the embeddings and each layer of the text trunk."""
+        if tower == "image":
+            return [names for _, names in sorted(group_parameters(trunk, trunk.group_matcher()).items())]
+        return parameter_groups(trunk, ["embeddings", *(f"encoder.layer.{i}" for i in range(len(trunk.encoder.layer)))])
+
+    def _unlocked(self, tower: str) -> int:
+        return getattr(self.options, self._unlocked_option(tower))
+
+    @staticmethod
+    def _unlocked_option(tower: str) -> str:
+        return "lock_image_unlocked_groups" if tower == "image" else "lock_text_unlocked_layers"
 
     # --- inputs -------------------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> torch.Tensor:

@@ -40,3 +40,29 @@ def freeze(module: nn.Module, groups: bool | list[str], trainable: list[nn.Modul
     for keep in trainable:
         keep.requires_grad_(True)
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def parameter_groups(module: nn.Module, paths: list[str]) -> list[list[str]]:
+    """The parameter names (relative to ``module``) under each module path, one list per path, in order."""
+    known = dict(module.named_modules())
+    missing = [path for path in paths if path not in known]
+    if missing:
+        raise ValueError(f"unknown layer group(s) {missing}; groups of this model: {', '.join(layer_groups(module))}")
+    return [[f"{path}.{name}" for name, _ in known[path].named_parameters()] for path in paths]
+
+
+def lock(tower: nn.Module, groups: list[list[str]], unlocked: int = 0, what: str = "tower") -> int:
+    """Lock ``tower`` (open_clip's semantics): freeze every parameter, then make the last ``unlocked`` of its
+    ``groups`` (parameter names relative to ``tower``, ordered from the input end) trainable again.
+
+    Unlike :func:`freeze` this only acts on ``tower``, so it adds to what was frozen elsewhere in the model.
+    Returns the number of trainable parameters left in ``tower``.
+    """
+    if unlocked > len(groups):
+        raise ValueError(f"{unlocked} unlocked groups asked for, but the {what} has {len(groups)} layer groups")
+    tower.requires_grad_(False)
+    parameters = dict(tower.named_parameters())
+    for group in groups[len(groups) - unlocked :]:
+        for name in group:
+            parameters[name].requires_grad_(True)
+    return sum(p.numel() for p in tower.parameters() if p.requires_grad)

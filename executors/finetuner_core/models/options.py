@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LOCK_OPTIONS = ("lock_image", "lock_text", "lock_image_unlocked_groups", "lock_text_unlocked_layers")
 
 
 class ModelOptions(BaseModel):
@@ -27,6 +29,31 @@ class ModelOptions(BaseModel):
     freeze_batchnorm: bool = Field(
         True, description="keep BatchNorm statistics fixed while training (class-sampled batches skew them)"
     )
+    lock_image: bool | None = Field(
+        None, description="CLIP: freeze the image tower (None: the model's default, locked for the LiT two-tower)"
+    )
+    lock_text: bool | None = Field(
+        None, description="CLIP: freeze the text tower (None: the model's default, locked for the LiT two-tower)"
+    )
+    lock_image_unlocked_groups: int = Field(
+        0, ge=0, description="CLIP: leave the last N layer groups of the locked image tower trainable"
+    )
+    lock_text_unlocked_layers: int = Field(
+        0, ge=0, description="CLIP: leave the last N layers of the locked text tower trainable"
+    )
+
+    def locking(self) -> list[str]:
+        """The tower-locking options set here (they apply to CLIP models only)."""
+        return [name for name in LOCK_OPTIONS if getattr(self, name) != type(self).model_fields[name].default]
+
+    @model_validator(mode="after")
+    def _unlocked_needs_a_lock(self) -> ModelOptions:
+        for tower, unlocked in (("image", "lock_image_unlocked_groups"), ("text", "lock_text_unlocked_layers")):
+            if getattr(self, unlocked) and getattr(self, f"lock_{tower}") is False:
+                raise ValueError(
+                    f"{unlocked} leaves part of a locked {tower} tower trainable; not with lock_{tower}=False"
+                )
+        return self
 
     @field_validator("hidden_dims")
     @classmethod

@@ -13,8 +13,10 @@ from finetuner_core.runs.store import RunStatus, RunStore
 class RunQueue:
     """A FIFO of run ids served by ``concurrency`` worker threads.
 
-    On start, runs a previous process left QUEUED are queued again; runs it left STARTED are marked FAILED
-    (their process died mid-run).
+    On start, runs a previous process left QUEUED are queued again, and so are runs it left STARTED (it died
+    mid-run, e.g. killed): they go on from their last training checkpoint. ``close(suspend=True)`` (the
+    trainer is stopping, e.g. on SIGTERM) stops the runs in progress at their next step, after a checkpoint,
+    and leaves them QUEUED, to be resumed by the next trainer on this workspace.
     """
 
     def __init__(self, store: RunStore, concurrency: int = 1, execute: Callable[..., None] = execute_run):
@@ -22,6 +24,7 @@ class RunQueue:
         self.execute = execute
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._cancelled: set[str] = set()
+        self._suspending = False
         self._workers = [
             threading.Thread(target=self._work, daemon=True, name=f"run-worker-{i}") for i in range(concurrency)
         ]
@@ -37,8 +40,10 @@ class RunQueue:
         """Ask a queued or started run to stop; it ends CANCELLED."""
         self._cancelled.add(run_id)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop the workers after the runs they are executing; queued runs stay QUEUED on disk."""
+    def close(self, timeout: float | None = None, suspend: bool = False) -> None:
+        """Stop the workers after the runs they are executing (``suspend``: at their next step); queued runs
+        stay QUEUED in the store."""
+        self._suspending = self._suspending or suspend
         for _ in self._workers:
             self._queue.put(None)
         for worker in self._workers:
@@ -46,17 +51,21 @@ class RunQueue:
 
     def _work(self) -> None:
         while (run_id := self._queue.get()) is not None:
+            if self._suspending:
+                continue
             if run_id in self._cancelled:
                 self.store.set_status(run_id, RunStatus.CANCELLED)
                 continue
-            self.execute(self.store, run_id, lambda rid=run_id: rid in self._cancelled)
+            self.execute(self.store, run_id, lambda rid=run_id: rid in self._cancelled or self._suspending)
+            if self._suspending and run_id not in self._cancelled:
+                self.store.log(run_id, "suspended: the trainer is stopping; the run resumes when it restarts")
+                self.store.set_status(run_id, RunStatus.QUEUED)
 
     def _recover(self) -> None:
-        for run_id in self.store.list_ids():
-            status = self.store.status(run_id)["status"]
-            if status == RunStatus.QUEUED:
-                self._queue.put(run_id)
-            elif status == RunStatus.STARTED:
-                self.store.set_status(
-                    run_id, RunStatus.FAILED, error="the trainer stopped while the run was in progress"
-                )
+        self.store.sweep()
+        for run in self.store.list(limit=None):
+            if run["status"] == RunStatus.STARTED:
+                self.store.log(run["run_id"], "the trainer restarted: resuming from the last checkpoint")
+                self.store.set_status(run["run_id"], RunStatus.QUEUED)
+            if run["status"] in (RunStatus.QUEUED, RunStatus.STARTED):
+                self._queue.put(run["run_id"])

@@ -1,18 +1,18 @@
-"""A run's files in the workspace: config, data, status, logs, metrics and the model artifact.
+"""Runs: their state in SQLite, their files in one folder per run.
 
-Layout (one folder per run)::
+State (``<root>/runs.db``): each run's owner, experiment, name, status (with the error of a failed run) and times;
+its log lines; its metrics per evaluation stage (``before``, ``step N``, ``after``); the experiments. Files::
 
     <root>/<run_id>/config.json     the validated FitConfig
                    /train.jsonl      accepted training data, a JSON row per item (data.records.to_row)
                    /eval.jsonl       accepted evaluation data (optional)
                    /images/          the data's images as PNG files, named by the rows
-                   /status.json      {"status", "error", "created_at", "updated_at"}
-                   /logs.jsonl       {"time", "message"} per line
-                   /metrics.json     {"before": {...}, "after": {...}}
-                   /model/           the artifact, a sentence-transformers folder
+                   /checkpoint/      the latest training checkpoint, while the run trains
+                   /model/           the artifact (with manifest.json: every file's size and sha256)
 
-Run ids are generated here and checked against :data:`RUN_ID` before they become paths. Files are written
-atomically (write to a temporary file, then rename), so a reader never sees half a file.
+Run ids are generated here and checked against :data:`RUN_ID` before they become paths; a run of another owner
+is "not found", exactly like a run that does not exist. A run's folder is written in a staging folder and
+renamed in place in the same transaction that records the run, so a run is stored whole or not at all.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import enum
 import json
 import os
 import re
-import threading
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -32,10 +32,49 @@ from PIL import Image
 from finetuner_core.config import FitConfig
 from finetuner_core.data.images import image_from_png_bytes, image_to_png_bytes
 from finetuner_core.data.records import LabeledItem, PairItem, from_row, to_row
+from finetuner_core.storage.database import Database
 
 Item = LabeledItem | PairItem
 
 RUN_ID = re.compile(r"^[0-9a-f]{16}$")
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+DEFAULT_EXPERIMENT = "default"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    name TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at);
+CREATE TABLE IF NOT EXISTS experiments (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (owner, name)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time REAL NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, stage)
+);
+"""
 
 
 class RunStatus(enum.StrEnum):
@@ -57,40 +96,82 @@ def runs_root(setting: str, default: str) -> Path:
 
 
 class RunNotFoundError(LookupError):
-    """No run with this id exists in the workspace."""
+    """No run with this id exists in the workspace (or it belongs to another user)."""
 
 
 class RunStore:
-    """Reads and writes runs under ``root``. Safe to use from several threads."""
+    """Reads and writes runs under ``root``. Safe to use from several threads and processes."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self.db = Database(self.root / "runs.db", SCHEMA)
 
-    def create(self, config: FitConfig, train: list[Item], eval_data: list[Item]) -> str:
+    def create(
+        self,
+        config: FitConfig,
+        train: list[Item],
+        eval_data: list[Item],
+        owner: str = "",
+        experiment: str = DEFAULT_EXPERIMENT,
+    ) -> str:
         """Store a new run with its data (images as PNG files), all or nothing, and return its id."""
+        _check_experiment(experiment)
         run_id = uuid.uuid4().hex[:16]
         staging = self.root / f".{run_id}.tmp"
         (staging / "images").mkdir(parents=True)
-        _write_json(staging / "config.json", config.model_dump(mode="json"))
-        save_image = _image_writer(staging)
-        _write_jsonl(staging / "train.jsonl", [to_row(r, save_image) for r in train])
-        if eval_data:
-            _write_jsonl(staging / "eval.jsonl", [to_row(r, save_image) for r in eval_data])
-        now = time.time()
-        _write_json(staging / "status.json", {"status": RunStatus.CREATED, "created_at": now, "updated_at": now})
-        os.replace(staging, self.root / run_id)
+        try:
+            _write_json(staging / "config.json", config.model_dump(mode="json"))
+            save_image = _image_writer(staging)
+            _write_jsonl(staging / "train.jsonl", [to_row(r, save_image) for r in train])
+            if eval_data:
+                _write_jsonl(staging / "eval.jsonl", [to_row(r, save_image) for r in eval_data])
+            now = time.time()
+            with self.db.transaction() as connection:
+                connection.execute(
+                    "INSERT OR IGNORE INTO experiments (owner, name, created_at) VALUES (?, ?, ?)",
+                    (owner, experiment, now),
+                )
+                connection.execute(
+                    "INSERT INTO runs (id, owner, experiment, name, status, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, owner, experiment, config.run_name, RunStatus.CREATED, now, now),
+                )
+                os.replace(staging, self.root / run_id)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return run_id
 
-    def path(self, run_id: str) -> Path:
-        if not isinstance(run_id, str) or not RUN_ID.match(run_id) or not (self.root / run_id).is_dir():
-            raise RunNotFoundError(f"run {run_id!r} not found")
+    def path(self, run_id: str, owner: str | None = None) -> Path:
+        """The run's folder; :class:`RunNotFoundError` for an unknown id, or a run of another ``owner``."""
+        self._record(run_id, owner)
         return self.root / run_id
 
-    def list_ids(self) -> list[str]:
-        runs = [p for p in self.root.iterdir() if p.is_dir() and RUN_ID.match(p.name)]
-        return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime)]
+    def require(self, run_id: str, owner: str | None) -> str:
+        """``run_id`` when it exists and belongs to ``owner`` (None: anyone), else :class:`RunNotFoundError`."""
+        self._record(run_id, owner)
+        return run_id
+
+    def list_ids(self, owner: str | None = None) -> list[str]:
+        return [run["run_id"] for run in self.list(owner, limit=None)]
+
+    def list(
+        self,
+        owner: str | None = None,
+        experiment: str | None = None,
+        status: str | None = None,
+        offset: int = 0,
+        limit: int | None = 50,
+    ) -> list[dict[str, Any]]:
+        """Runs oldest first, with their status records, filtered and paged."""
+        where, arguments = _filters(owner=owner, experiment=experiment, status=status)
+        page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        rows = self.db.rows(f"SELECT * FROM runs{where} ORDER BY created_at, id{page}", arguments)
+        return [_status_record(row) for row in rows]
+
+    def count(self, owner: str | None = None, experiment: str | None = None, status: str | None = None) -> int:
+        where, arguments = _filters(owner=owner, experiment=experiment, status=status)
+        return self.db.row(f"SELECT COUNT(*) AS n FROM runs{where}", arguments)["n"]
 
     def config(self, run_id: str) -> FitConfig:
         return FitConfig.model_validate(_read_json(self.path(run_id) / "config.json"))
@@ -107,43 +188,140 @@ class RunStore:
         return [from_row(json.loads(line), load_image) for line in path.read_text("utf-8").splitlines()]
 
     def status(self, run_id: str) -> dict[str, Any]:
-        return _read_json(self.path(run_id) / "status.json")
+        return _status_record(self._record(run_id))
 
     def set_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
-        with self._lock:
-            record = self.status(run_id)
-            record.update(status=status, updated_at=time.time())
-            if error is not None:
-                record["error"] = error
-            _write_json(self.path(run_id) / "status.json", record)
+        now = time.time()
+        started = now if status == RunStatus.STARTED else None
+        finished = now if RunStatus(status).is_final else None
+        with self.db.transaction() as connection:
+            connection.execute(
+                "UPDATE runs SET status = ?, error = COALESCE(?, error), updated_at = ?, "
+                "started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at) WHERE id = ?",
+                (str(status), error, now, started, finished, run_id),
+            )
 
     def log(self, run_id: str, message: str) -> None:
-        line = json.dumps({"time": time.time(), "message": message}) + "\n"
-        with self._lock, open(self.path(run_id) / "logs.jsonl", "a", encoding="utf-8") as file:
-            file.write(line)
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO logs (run_id, seq, time, message) "
+                "SELECT ?, COALESCE(MAX(seq) + 1, 0), ?, ? FROM logs WHERE run_id = ?",
+                (run_id, time.time(), message, run_id),
+            )
 
     def logs(self, run_id: str, since: int = 0) -> list[dict[str, Any]]:
         """Log entries from index ``since`` on."""
-        path = self.path(run_id) / "logs.jsonl"
-        if not path.exists():
-            return []
-        with self._lock:
-            lines = path.read_text("utf-8").splitlines()
-        return [json.loads(line) for line in lines[since:] if line.strip()]
+        self._record(run_id)
+        rows = self.db.rows(
+            "SELECT time, message FROM logs WHERE run_id = ? AND seq >= ? ORDER BY seq", (run_id, int(since))
+        )
+        return rows
 
     def set_metrics(self, run_id: str, stage: str, metrics: dict[str, Any]) -> None:
-        with self._lock:
-            path = self.path(run_id) / "metrics.json"
-            record = _read_json(path) if path.exists() else {}
-            record[stage] = metrics
-            _write_json(path, record)
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO metrics (run_id, seq, stage, value) "
+                "SELECT ?, COALESCE(MAX(seq) + 1, 0), ?, ? FROM metrics WHERE run_id = ? "
+                "ON CONFLICT (run_id, stage) DO UPDATE SET value = excluded.value",
+                (run_id, stage, json.dumps(metrics), run_id),
+            )
 
     def metrics(self, run_id: str) -> dict[str, Any]:
-        path = self.path(run_id) / "metrics.json"
-        return _read_json(path) if path.exists() else {}
+        """``{stage: {metric: value}}`` in the order the stages were first recorded."""
+        self._record(run_id)
+        rows = self.db.rows("SELECT stage, value FROM metrics WHERE run_id = ? ORDER BY seq", (run_id,))
+        return {row["stage"]: json.loads(row["value"]) for row in rows}
 
     def artifact_dir(self, run_id: str) -> Path:
         return self.path(run_id) / "model"
+
+    def delete(self, run_id: str, owner: str | None = None) -> None:
+        """Forget a run that has ended, with its files, logs and metrics."""
+        record = self._record(run_id, owner)
+        if not RunStatus(record["status"]).is_final:
+            raise ValueError(f"run {run_id} is {record['status']}: cancel it before deleting it")
+        with self.db.transaction() as connection:
+            for table, column in (("logs", "run_id"), ("metrics", "run_id"), ("runs", "id")):
+                connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+        shutil.rmtree(self.root / run_id, ignore_errors=True)
+
+    def create_experiment(self, owner: str, name: str) -> dict[str, Any]:
+        _check_experiment(name)
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO experiments (owner, name, created_at) VALUES (?, ?, ?)",
+                (owner, name, time.time()),
+            )
+        return self.experiment(owner, name)
+
+    def experiment(self, owner: str, name: str) -> dict[str, Any]:
+        row = self.db.row("SELECT name, created_at FROM experiments WHERE owner = ? AND name = ?", (owner, name))
+        if row is None:
+            raise LookupError(f"experiment {name!r} not found")
+        return {**row, "runs": self.count(owner, experiment=name)}
+
+    def list_experiments(self, owner: str) -> list[dict[str, Any]]:
+        rows = self.db.rows("SELECT name FROM experiments WHERE owner = ? ORDER BY created_at, name", (owner,))
+        return [self.experiment(owner, row["name"]) for row in rows]
+
+    def delete_experiment(self, owner: str, name: str) -> None:
+        """Delete an experiment and its runs; refused while one of them has not ended."""
+        self.experiment(owner, name)
+        runs = self.list(owner, experiment=name, limit=None)
+        active = [run["run_id"] for run in runs if not RunStatus(run["status"]).is_final]
+        if active:
+            raise ValueError(f"experiment {name!r} has runs that have not ended: {', '.join(active)}")
+        for run in runs:
+            self.delete(run["run_id"], owner)
+        with self.db.transaction() as connection:
+            connection.execute("DELETE FROM experiments WHERE owner = ? AND name = ?", (owner, name))
+
+    def _record(self, run_id: str, owner: str | None = None) -> dict[str, Any]:
+        row = self.db.row("SELECT * FROM runs WHERE id = ?", (run_id,)) if _is_run_id(run_id) else None
+        if row is None or (owner is not None and row["owner"] != owner):
+            raise RunNotFoundError(f"run {run_id!r} not found")
+        return row
+
+    def sweep(self) -> None:
+        """Remove staging folders and folders of runs the database does not know (a crash mid-create). Only
+        when no other process creates runs in this store (the trainer calls it when it starts)."""
+        known = {row["id"] for row in self.db.rows("SELECT id FROM runs")}
+        for path in self.root.iterdir():
+            staging = path.name.startswith(".") and path.name.endswith(".tmp")
+            if path.is_dir() and (staging or (RUN_ID.match(path.name) and path.name not in known)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_run_id(run_id: object) -> bool:
+    return isinstance(run_id, str) and bool(RUN_ID.match(run_id))
+
+
+def _check_experiment(name: str) -> None:
+    if not isinstance(name, str) or not EXPERIMENT_NAME.match(name):
+        raise ValueError(f"experiment name {name!r}: letters, digits and _.- only, 1 to 100 characters")
+
+
+def _filters(**conditions: Any) -> tuple[str, tuple]:
+    used = {column: value for column, value in conditions.items() if value is not None}
+    if not used:
+        return "", ()
+    return " WHERE " + " AND ".join(f"{column} = ?" for column in used), tuple(used.values())
+
+
+def _status_record(row: dict[str, Any]) -> dict[str, Any]:
+    record = {
+        "run_id": row["id"],
+        "name": row["name"],
+        "experiment": row["experiment"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+    }
+    if row["error"] is not None:
+        record["error"] = row["error"]
+    return record
 
 
 def _image_writer(folder: Path):

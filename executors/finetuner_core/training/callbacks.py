@@ -1,11 +1,16 @@
-"""Callbacks: everything around the loop that is not the optimisation step itself."""
+"""Callbacks: everything around the loop that is not the optimisation step itself.
+
+A callback whose progress matters for resuming training (counters, the best value and weights) returns it from
+``state_dict`` as plain tensors, numbers, strings, lists and dicts, and takes it back in ``load_state_dict``;
+the training checkpoint (``training.checkpoint``) stores it.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -24,9 +29,16 @@ class Callback:
 
     def on_train_end(self, state: TrainState) -> None: ...
 
+    def state_dict(self) -> dict[str, Any]:
+        """What resuming needs of this callback (nothing, unless overridden)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
 
 class LoggingCallback(Callback):
-    """Reports step, epoch, loss, learning rate and ETA every ``every`` steps through ``log``."""
+    """Reports the notes and the settings at train begin, then step, epoch, loss, learning rate and ETA every
+    ``every`` steps through ``log``."""
 
     def __init__(self, log: Callable[[str], None], every: int = 10):
         self.log = log
@@ -34,8 +46,9 @@ class LoggingCallback(Callback):
 
     def on_train_begin(self, state: TrainState) -> None:
         for note in state.notes:
-            self.log(f"warning: {note}")
-        self.log(f"training: {state.epochs} epoch(s), {state.total_steps} steps")
+            self.log(f"note: {note}")
+        batch = f", batch size {state.batch_size}" if state.batch_size else ""
+        self.log(f"training: {state.epochs} epoch(s), {state.total_steps} steps{batch}, {state.precision}")
 
     def on_step_end(self, state: TrainState) -> None:
         if state.step % self.every == 0 or state.step == state.total_steps:
@@ -120,6 +133,12 @@ class Monitor:
             return math.isfinite(value)
         return value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seen = state["seen"]
+
 
 class EarlyStopping(Callback):
     """Stops when the monitored value has not improved for ``patience`` checks (None: never for that reason).
@@ -150,6 +169,13 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, state: TrainState) -> None:
         self._check(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "waited": self.waited, "watch": self.watch.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.waited = state["best"], state["waited"]
+        self.watch.load_state_dict(state["watch"])
 
     def _check(self, state: TrainState) -> None:
         value = self.watch.fresh(state)
@@ -210,13 +236,34 @@ class BestModelCheckpoint(Callback):
         self.model.load_state_dict(weights)
         state.metrics, state.metrics_step = dict(self.best_metrics), self.best_step
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best value, its step and metrics, and its weights (read back from ``directory`` when kept there)."""
+        weights = None
+        if self.best_step is not None:
+            weights = torch.load(self.path, weights_only=True) if self.path else self._weights
+        return {
+            "best": self.best,
+            "best_step": self.best_step,
+            "best_metrics": dict(self.best_metrics),
+            "watch": self.watch.state_dict(),
+            "weights": weights,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step = state["best"], state["best_step"]
+        self.best_metrics = dict(state["best_metrics"])
+        self.watch.load_state_dict(state["watch"])
+        self._keep(state["weights"])
+
     def _check(self, state: TrainState) -> None:
         value = self.watch.fresh(state)
         if value is None or not self.watch.better(value, self.best):
             return
         self.best, self.best_step, self.best_metrics = value, state.step, dict(state.metrics)
-        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        if self.path:
+        self._keep({k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()})
+
+    def _keep(self, weights: dict[str, torch.Tensor] | None) -> None:
+        if self.path and weights is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(weights, self.path)
         else:

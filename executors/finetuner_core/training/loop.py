@@ -4,6 +4,14 @@ One step is one optimizer update over ``gradient_accumulation_steps`` batches (f
 epoch when the batches run out): each batch's loss is divided by the number of batches in the step, so that
 for a loss that is a mean over items, the accumulated gradient is that of one batch holding them all. A step
 whose loss is not finite is not applied (its gradients are dropped); callbacks see the loss and may stop.
+``on_epoch_end`` runs when an epoch's batches are all done (not when training stops in the middle of one).
+
+Before training: the seeds are set (and deterministic algorithms switched on with ``deterministic=True``), the
+precision is resolved (``training.precision``), and ``batch_size=None`` is resolved by a search over real steps
+(``training.batch_size``) whose changes to the weights are undone. With ``checkpoint_dir`` the training
+checkpoint (``training.checkpoint``) is written there; ``resume`` goes on from it. What the loop asks of a task:
+``sampler``, ``optimizers`` (the loss's own), ``notes``, ``backward(model, batch, scale)``, and, when the loss
+learns parameters, ``loss_fn`` (read with ``getattr``, for the checkpoint).
 """
 
 from __future__ import annotations
@@ -11,72 +19,174 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from torch import nn
 
 from finetuner_core.config import FitConfig
+from finetuner_core.training import batch_size as batch_search
 from finetuner_core.training.callbacks import Callback
+from finetuner_core.training.checkpoint import (
+    TrainingCheckpoint,
+    TrainingParts,
+    check_config,
+    load_checkpoint,
+    restore,
+    resume_note,
+)
 from finetuner_core.training.optimizers import build_optimizer
+from finetuner_core.training.precision import Precision
 from finetuner_core.training.schedulers import build_scheduler
+from finetuner_core.training.seeding import deterministic_mode, seed_everything
 from finetuner_core.training.state import TrainState
 from finetuner_core.training.tasks import make_task
 
 
-def train(model, records: list, config: FitConfig, callbacks: Iterable[Callback] = ()) -> TrainState:
-    """Fine-tune ``model`` (an :class:`EmbeddingModel`) in place on labeled items or text-image pairs."""
-    callbacks = list(callbacks)
-    torch.manual_seed(config.seed)
+def train(
+    model,
+    records: list,
+    config: FitConfig,
+    callbacks: Iterable[Callback] = (),
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool | str | Path = False,
+) -> TrainState:
+    """Fine-tune ``model`` (an :class:`EmbeddingModel`) in place on labeled items or text-image pairs.
+
+    ``checkpoint_dir``: write the training checkpoint there (every ``config.checkpoint_every_steps`` steps, at
+    every epoch's end and when training ends or stops). ``resume``: ``True`` goes on from the checkpoint in
+    ``checkpoint_dir``, a path from that checkpoint (a folder or the file).
+    """
+    saved = _saved_checkpoint(resume, checkpoint_dir, config)
+    precision = Precision.for_device(config.precision, model.device)  # refuses what the device cannot run
+    callbacks = _ordered(list(callbacks), checkpoint_dir, config)
+    with deterministic_mode(config.deterministic):
+        config, notes = _resolve_batch_size(model, records, config, saved)
+        seed_everything(config.seed)
+        if saved is not None:
+            notes.append(resume_note(saved))
+        run, parts = _build(model, records, config, precision, callbacks)
+        state = TrainState(
+            epochs=config.epochs,
+            total_steps=run.total,
+            learning_rate=_lr(run.scheduler),
+            notes=[*run.task.notes, *notes],
+            batch_size=config.batch_size,
+            precision=precision.name,
+        )
+        _each(callbacks, "on_train_begin", state)
+        if saved is not None:
+            restore(parts, saved, state)
+        model.train()
+        run.start = time.perf_counter() - state.elapsed_s
+        _epochs(run, state)
+        model.eval()
+        _each(callbacks, "on_train_end", state)
+        return state
+
+
+@dataclass
+class _Run:
+    """What one training works with."""
+
+    model: nn.Module
+    task: object
+    config: FitConfig
+    precision: Precision
+    optimizers: list[torch.optim.Optimizer]
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    callbacks: list[Callback]
+    total: int
+    start: float = 0.0
+
+    @property
+    def by_epoch(self) -> bool:
+        return self.config.scheduler_interval == "epoch"
+
+
+def _build(model, records, config: FitConfig, precision: Precision, callbacks: list[Callback]):
+    """The task, the optimizers and the schedule; the parts a checkpoint holds (attached to the checkpoint)."""
     task = make_task(records, config, model)
-    sampler = task.sampler
-    per_epoch = math.ceil(len(sampler) / config.gradient_accumulation_steps)
+    per_epoch = math.ceil(len(task.sampler) / config.gradient_accumulation_steps)
     total = per_epoch * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
     optimizer = build_optimizer(model, config)
-    by_epoch = config.scheduler_interval == "epoch"
-    units = math.ceil(total / per_epoch) if by_epoch else total
+    units = math.ceil(total / per_epoch) if config.scheduler_interval == "epoch" else total
     scheduler = build_scheduler(optimizer, config.scheduler, units, config.warmup_ratio, config.scheduler_options)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    state = TrainState(epochs=config.epochs, total_steps=total, learning_rate=_lr(scheduler), notes=task.notes)
-    _each(callbacks, "on_train_begin", state)
-    model.train()
-    start = time.perf_counter()
-    for epoch in range(config.epochs):
+    run = _Run(model, task, config, precision, [optimizer, *task.optimizers], scheduler, callbacks, total)
+    parts = TrainingParts(
+        model, optimizer, list(task.optimizers), _loss_module(task), scheduler, precision.scaler, callbacks, config
+    )
+    for callback in callbacks:
+        if isinstance(callback, TrainingCheckpoint):
+            callback.attach(parts)
+    return run, parts
+
+
+def _epochs(run: _Run, state: TrainState) -> None:
+    """From the state's epoch and step in it (0 and 0, or where a checkpoint left off) to the end."""
+    first, done = state.epoch, state.epoch_step
+    for epoch in range(first, run.config.epochs):
         state.epoch = epoch
-        sampler.set_epoch(epoch)
-        for batches in _groups(list(sampler), config.gradient_accumulation_steps):
-            optimizers = [optimizer, *task.optimizers]
-            for each in optimizers:
-                each.zero_grad(set_to_none=True)
-            state.loss = accumulate(task, model, batches)
-            if math.isfinite(state.loss):
-                state.grad_norm = clip(params, config.max_grad_norm)
-                for each in optimizers:
-                    each.step()
-            if not by_epoch:
-                scheduler.step()
-            state.step += 1
-            state.learning_rate = _lr(scheduler)
-            state.elapsed_s = time.perf_counter() - start
-            _each(callbacks, "on_step_end", state)
-            if state.stop or state.step >= total:
+        run.task.sampler.set_epoch(epoch)
+        groups = _groups(list(run.task.sampler), run.config.gradient_accumulation_steps)
+        state.epoch_step = done if epoch == first else 0
+        for batches in groups[state.epoch_step :]:
+            if state.step >= run.total:
                 break
-        if by_epoch:
-            scheduler.step()
-            state.learning_rate = _lr(scheduler)
-        _each(callbacks, "on_epoch_end", state)
-        if state.stop or state.step >= total:
+            _step(run, state, batches)
+            _each(run.callbacks, "on_step_end", state)
+            if state.stop:
+                break
+        if state.epoch_step == len(groups):
+            if run.by_epoch:
+                run.scheduler.step()
+                state.learning_rate = _lr(run.scheduler)
+            _each(run.callbacks, "on_epoch_end", state)
+        if state.stop or state.step >= run.total:
             break
-    model.eval()
-    _each(callbacks, "on_train_end", state)
-    return state
 
 
-def accumulate(task, model, batches: list[list[int]]) -> float:
-    """Back-propagate ``loss(batch) / len(batches)`` for each batch (``task.backward``); the mean loss (NaN as soon
-    as one is)."""
+def _step(run: _Run, state: TrainState, batches: list[list[int]]) -> None:
+    loss, grad_norm, applied = optimizer_step(
+        run.task, run.model, run.optimizers, batches, run.precision, run.config.max_grad_norm
+    )
+    state.loss, state.grad_norm = loss, grad_norm
+    state.skipped_steps += int(math.isfinite(loss) and not applied)
+    if not run.by_epoch:
+        run.scheduler.step()
+    state.step += 1
+    state.epoch_step += 1
+    state.learning_rate = _lr(run.scheduler)
+    state.elapsed_s = time.perf_counter() - run.start
+
+
+def optimizer_step(
+    task, model, optimizers: list[torch.optim.Optimizer], batches, precision: Precision, max_grad_norm=None
+) -> tuple[float, float, bool]:
+    """One update over ``batches``: (mean loss, gradient norm before clipping, whether the update was applied).
+
+    The gradients are unscaled (fp16) before clipping the main optimizer's parameters (the first); an update
+    is not applied when the loss is not finite, or when the fp16 scaler finds overflowed gradients.
+    """
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss = accumulate(task, precision.view(model), batches, precision.loss_scale())
+    if not math.isfinite(loss):
+        return loss, math.nan, False
+    precision.unscale(optimizers)
+    grad_norm = clip([p for group in optimizers[0].param_groups for p in group["params"]], max_grad_norm)
+    return loss, grad_norm, precision.step(optimizers)
+
+
+def accumulate(task, model, batches: list[list[int]], loss_scale: float = 1.0) -> float:
+    """Back-propagate ``loss(batch) * loss_scale / len(batches)`` for each batch (``task.backward``); the mean
+    loss, unscaled (NaN as soon as one is)."""
     total = 0.0
     for batch in batches:
-        value = task.backward(model, batch, 1 / len(batches))
+        value = task.backward(model, batch, loss_scale / len(batches)) / loss_scale
         if not math.isfinite(value):
             return value
         total += value
@@ -91,6 +201,91 @@ def clip(params: list[torch.Tensor], max_norm: float | None) -> float:
     if max_norm is None:
         return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in grads])))
     return float(torch.nn.utils.clip_grad_norm_(grads, max_norm))
+
+
+# --- before training --------------------------------------------------------------------------------------------
+
+
+def _saved_checkpoint(resume: bool | str | Path, checkpoint_dir, config: FitConfig) -> dict | None:
+    """The checkpoint to resume from (checked against ``config``), or None."""
+    if resume is False or resume is None:
+        return None
+    if resume is True and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir (or pass the checkpoint's path as resume)")
+    saved = load_checkpoint(checkpoint_dir if resume is True else resume)
+    check_config(saved, config)
+    return saved
+
+
+def _ordered(callbacks: list[Callback], checkpoint_dir, config: FitConfig) -> list[Callback]:
+    """The callbacks, with the training checkpoint (given, or made for ``checkpoint_dir``) last."""
+    checkpoints = [c for c in callbacks if isinstance(c, TrainingCheckpoint)]
+    if checkpoint_dir is not None:
+        checkpoints.append(TrainingCheckpoint(checkpoint_dir, config.checkpoint_every_steps))
+    return [c for c in callbacks if not isinstance(c, TrainingCheckpoint)] + checkpoints
+
+
+def _resolve_batch_size(model, records, config: FitConfig, saved: dict | None) -> tuple[FitConfig, list[str]]:
+    """``config`` with its batch size set: as given, as the checkpoint trained with, or searched for."""
+    if config.batch_size is not None:
+        return config, []
+    if saved is not None:
+        return config.model_copy(update={"batch_size": saved["batch_size"]}), []
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise ValueError("batch_size=None (searched) does not work across several processes; set batch_size")
+    seed_everything(config.seed)
+    choice = choose_batch_size(model, records, config)
+    return config.model_copy(update={"batch_size": choice.batch_size}), [choice.note()]
+
+
+def choose_batch_size(model, records: list, config: FitConfig, cap: int | None = None) -> batch_search.Choice:
+    """Search the batch size with real training steps (``training.batch_size``); the model's weights, buffers
+    and mode are as they were afterwards."""
+    device = model.device
+    multiple = config.num_items_per_class if config.sampler == "class" else 1
+    saved = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    was_training = model.training
+    model.train()
+    try:
+        probe = _probe(model, records, config, Precision.for_device(config.precision, device))
+        if device.type == "cuda":
+            sizes = batch_search.candidate_sizes(2, cap or batch_search.CUDA_CAP, len(records), multiple)
+            return batch_search.largest_that_fits(probe, sizes)
+        sizes = batch_search.candidate_sizes(
+            batch_search.CPU_START, cap or batch_search.CPU_CAP, len(records), multiple
+        )
+        return batch_search.fastest(probe, sizes)
+    finally:
+        model.load_state_dict(saved)
+        for parameter in model.parameters():
+            parameter.grad = None
+        model.train(was_training)
+        batch_search.release_memory()
+
+
+def _probe(model, records: list, config: FitConfig, precision: Precision) -> batch_search.Probe:
+    """One real step of the task at a batch size (its first batch); the number of items it held."""
+
+    def probe(size: int) -> int:
+        trial = config.model_copy(update={"batch_size": size})
+        task = make_task(records, trial, model)
+        batch = next(iter(task.sampler))
+        optimizers = [build_optimizer(model, trial), *task.optimizers]
+        optimizer_step(task, model, optimizers, [batch], precision, trial.max_grad_norm)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        return len(batch)
+
+    return probe
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def _loss_module(task) -> nn.Module | None:
+    """The task's loss when it has learned state (class centres), for the checkpoint."""
+    loss = getattr(task, "loss_fn", None)
+    return loss if isinstance(loss, nn.Module) and loss.state_dict() else None
 
 
 def _groups(batches: list, size: int) -> list[list]:

@@ -1,33 +1,52 @@
-"""Losses and miners, by name, wrapping pytorch-metric-learning.
+"""Losses and miners, by name: pytorch-metric-learning and open_clip's ClipLoss, and the pair losses below.
 
-Every label loss takes L2-normalised embeddings ``# (batch, dim)`` and integer class ids ``# (batch,)``,
-and measures with cosine similarity; the pair loss (CLIPLoss, ``pairs=True``) takes image and text embeddings
-``# (batch, dim)`` and the exponentiated logit scale. Options are checked against each entry's defaults, so a
-typo names the options that exist.
+Each loss trains on one data shape (``LossSpec.shape``, see :mod:`finetuner_core.data.records`), and takes:
+
+- labeled items: L2-normalised embeddings ``# (batch, dim)`` and integer class ids ``# (batch,)``, measured with
+  cosine similarity (a miner may pick the triplets);
+- text-image pairs (CLIPLoss): image and text embeddings ``# (batch, dim)`` and the exponentiated logit scale;
+- query-document pairs: query and document embeddings ``# (batch, dim)``, row i of each being one pair; every
+  other document of the batch is a query's negative;
+- scored pairs: the embeddings of both texts ``# (batch, dim)`` and the gold scores ``# (batch,)``.
+
+Options are checked against each entry's defaults, so a typo names the options that exist.
+``CachedMultipleNegativesRankingLoss`` also computes its own gradients (:meth:`~CachedMultipleNegativesRankingLoss.
+cached_backward`), in chunks, so that memory does not grow with the batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from pytorch_metric_learning import distances, losses, miners
+
+from finetuner_core.data.records import LABELED, QUERY_DOC, SCORED, SHAPES, TEXT_IMAGE
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A registered loss: how to build it, its options with defaults, and whether a miner feeds it."""
+    """A registered loss: how to build it, its options with defaults, whether a miner feeds it, and the shape of
+    the data it trains on."""
 
     name: str
     build: Callable[..., torch.nn.Module]
     defaults: dict[str, Any] = field(default_factory=dict)
     uses_miner: bool = False
     description: str = ""
-    pairs: bool = False
+    shape: str = LABELED
     classes: bool = False
+
+    @property
+    def pairs(self) -> bool:
+        """Trains on pairs of some kind (text-image, query-document, scored), not on labeled items."""
+        return self.shape != LABELED
 
 
 def _with_centres(loss_class) -> Callable[..., torch.nn.Module]:
@@ -41,6 +60,166 @@ def _with_centres(loss_class) -> Callable[..., torch.nn.Module]:
 
 def _cosine() -> distances.CosineSimilarity:
     return distances.CosineSimilarity()
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _score_range(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    numbers = list(value) if isinstance(value, list | tuple) else []
+    if len(numbers) != 2 or not all(isinstance(v, int | float) and math.isfinite(v) for v in numbers):
+        raise ValueError(f"score_range must be [low, high] (two finite numbers), got {value!r}")
+    if not numbers[0] < numbers[1]:
+        raise ValueError(f"score_range must have low < high, got {value!r}")
+    return float(numbers[0]), float(numbers[1])
+
+
+class MultipleNegativesRankingLoss(torch.nn.Module):
+    """Cross-entropy over the scaled cosine similarities of each query to every document of the batch, its own
+    document being the right answer (in-batch negatives); ``symmetric`` adds the same from each document to every
+    query and averages the two."""
+
+    def __init__(self, scale: float = 20.0, symmetric: bool = False):
+        super().__init__()
+        if not isinstance(symmetric, bool):
+            raise ValueError(f"symmetric must be true or false, got {symmetric!r}")
+        self.scale = _positive("scale", scale)
+        self.symmetric = symmetric
+
+    def forward(self, queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
+        """``# (batch, dim), (batch, dim)`` -> the mean loss."""
+        queries, documents = _wide(queries), _wide(documents)
+        scores = F.normalize(queries, dim=-1) @ F.normalize(documents, dim=-1).T * self.scale  # (batch, batch)
+        targets = torch.arange(len(scores), device=scores.device)
+        loss = F.cross_entropy(scores, targets)
+        if self.symmetric:
+            loss = (loss + F.cross_entropy(scores.T, targets)) / 2
+        return loss
+
+
+class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
+    """:class:`MultipleNegativesRankingLoss` with gradient caching (GradCache, Gao et al. 2021): the same loss and
+    gradients, with memory bounded by ``mini_batch_size`` items whatever the batch size.
+
+    :meth:`cached_backward` embeds every chunk of ``mini_batch_size`` texts without a graph, computes the loss on
+    those embeddings (detached, requiring grad) and back-propagates it to them, then embeds each chunk again with a
+    graph (replaying the random state of its first pass, so that dropout draws the same masks) and back-propagates
+    the cached embedding gradients through the model."""
+
+    def __init__(self, scale: float = 20.0, symmetric: bool = False, mini_batch_size: int = 32):
+        super().__init__(scale, symmetric)
+        if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be an integer >= 1, got {mini_batch_size!r}")
+        self.mini_batch_size = mini_batch_size
+
+    def cached_backward(self, model, columns: list[list[Any]], scale: float = 1.0) -> float:
+        """Back-propagate ``loss(*embeddings of columns) * scale`` into ``model``'s parameters; return its value
+        (a non-finite value is returned without back-propagating anything). ``model.embed`` embeds a list of
+        inputs with a graph; ``columns`` are the queries and the documents."""
+        size = self.mini_batch_size
+        chunks = [(c, column[i : i + size]) for c, column in enumerate(columns) for i in range(0, len(column), size)]
+        states, parts = [], []
+        with torch.no_grad():
+            for _, chunk in chunks:
+                states.append(RandomState(model.device))  # just before the chunk's first pass, to replay it
+                parts.append(model.embed(chunk))
+        cached = [
+            torch.cat([part for (c, _), part in zip(chunks, parts, strict=True) if c == k]).detach().requires_grad_()
+            for k in range(len(columns))
+        ]
+        loss = self(*cached) * scale
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value
+        loss.backward()
+        sizes = [[len(chunk) for c, chunk in chunks if c == k] for k in range(len(columns))]
+        gradients = [part for k, embeddings in enumerate(cached) for part in embeddings.grad.split(sizes[k])]
+        for (_, chunk), state, gradient in zip(chunks, states, gradients, strict=True):
+            with state.replayed():
+                model.embed(chunk).backward(gradient)
+        return value
+
+
+class RandomState:
+    """The CPU (and the model's CUDA device's) random state at construction, to replay a forward pass exactly."""
+
+    def __init__(self, device: torch.device):
+        self.cpu = torch.get_rng_state()
+        self.device = device if device.type == "cuda" else None
+        self.cuda = torch.cuda.get_rng_state(device) if self.device is not None else None
+
+    @contextmanager
+    def replayed(self) -> Iterator[None]:
+        """Run the block from the saved state; the generators are put back as they were afterwards."""
+        devices = [self.device] if self.device is not None else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.cpu)
+            if self.device is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
+class CosineSimilarityLoss(torch.nn.Module):
+    """Mean squared error between the cosine similarity of each pair and its gold score, the scores mapped
+    linearly from ``score_range`` (low, high) to 0..1 (``None``: the scores are taken as they are)."""
+
+    def __init__(self, score_range: tuple[float, float] | None = None):
+        super().__init__()
+        self.score_range = _score_range(score_range)
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        cosines = F.cosine_similarity(_wide(first), _wide(second), dim=-1)
+        return F.mse_loss(cosines, _rescaled(scores.to(cosines.dtype), self.score_range))
+
+
+class CoSENTLoss(torch.nn.Module):
+    """CoSENT (Su 2022): for every two pairs of the batch whose gold scores differ, the pair scored higher should
+    have the higher cosine similarity: ``log(1 + sum over s_i > s_j of exp(scale * (cos_j - cos_i)))``. Only the
+    order of the scores counts, so they need no rescaling."""
+
+    def __init__(self, scale: float = 20.0):
+        super().__init__()
+        self.scale = _positive("scale", scale)
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        cosines = F.cosine_similarity(_wide(first), _wide(second), dim=-1) * self.scale
+        differences = cosines[None, :] - cosines[:, None]  # [i, j] = cos_j - cos_i
+        ordered = differences[scores[:, None] > scores[None, :]]  # where s_i > s_j
+        return torch.logsumexp(torch.cat([ordered.new_zeros(1), ordered]), dim=0)
+
+
+class MarginMSELoss(torch.nn.Module):
+    """Margin-MSE over the pairs of a batch: for every two pairs i < j, the difference of their cosine
+    similarities ``cos_i - cos_j`` should equal the difference of their gold scores ``s_i - s_j`` (the scores
+    mapped from ``score_range`` to 0..1); the mean squared error over the batch's b(b-1)/2 such differences."""
+
+    def __init__(self, score_range: tuple[float, float] | None = None):
+        super().__init__()
+        self.score_range = _score_range(score_range)
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        cosines = F.cosine_similarity(_wide(first), _wide(second), dim=-1)
+        gold = _rescaled(scores.to(cosines.dtype), self.score_range)
+        upper = torch.triu_indices(len(cosines), len(cosines), offset=1, device=cosines.device)
+        predicted = cosines[upper[0]] - cosines[upper[1]]
+        return F.mse_loss(predicted, gold[upper[0]] - gold[upper[1]])
+
+
+def _wide(embeddings: torch.Tensor) -> torch.Tensor:
+    """At least float32: half-precision embeddings (mixed-precision training) are widened for the loss."""
+    return embeddings.to(torch.promote_types(embeddings.dtype, torch.float32))
+
+
+def _rescaled(scores: torch.Tensor, score_range: tuple[float, float] | None) -> torch.Tensor:
+    if score_range is None:
+        return scores
+    low, high = score_range
+    return (scores - low) / (high - low)
 
 
 LOSSES: dict[str, LossSpec] = {
@@ -80,7 +259,7 @@ LOSSES: dict[str, LossSpec] = {
             lambda: ClipLoss(),
             {},
             description="text-image pairs: symmetric cross-entropy over the batch, learnable temperature",
-            pairs=True,
+            shape=TEXT_IMAGE,
         ),
         LossSpec(
             "SupConLoss",
@@ -88,7 +267,62 @@ LOSSES: dict[str, LossSpec] = {
             {"temperature": 0.1},
             description="supervised contrastive loss over all same-label pairs in the batch",
         ),
+        LossSpec(
+            "SiameseLoss",
+            lambda pos_margin, neg_margin: losses.ContrastiveLoss(
+                pos_margin=pos_margin, neg_margin=neg_margin, distance=_cosine()
+            ),
+            {"pos_margin": 1.0, "neg_margin": 0.0},
+            description="contrastive pairs from labels: same-label cosine below pos_margin and other-label cosine "
+            "above neg_margin are penalised",
+        ),
+        LossSpec(
+            "MultipleNegativesRankingLoss",
+            MultipleNegativesRankingLoss,
+            {"scale": 20.0, "symmetric": False},
+            description="query-document pairs: cross-entropy of scaled cosines, the other documents of the batch "
+            "as negatives; symmetric also ranks the queries for each document",
+            shape=QUERY_DOC,
+        ),
+        LossSpec(
+            "CachedMultipleNegativesRankingLoss",
+            CachedMultipleNegativesRankingLoss,
+            {"scale": 20.0, "symmetric": False, "mini_batch_size": 32},
+            description="MultipleNegativesRankingLoss with gradient caching: large batches in the memory of "
+            "mini_batch_size items",
+            shape=QUERY_DOC,
+        ),
+        LossSpec(
+            "CoSENTLoss",
+            CoSENTLoss,
+            {"scale": 20.0},
+            description="scored pairs: a pair scored higher must have the higher cosine (order of the scores only)",
+            shape=SCORED,
+        ),
+        LossSpec(
+            "CosineSimilarityLoss",
+            CosineSimilarityLoss,
+            {"score_range": None},
+            description="scored pairs: squared error between cosine and score, the score mapped from score_range "
+            "[low, high] (default: the training data's lowest and highest score) to 0..1",
+            shape=SCORED,
+        ),
+        LossSpec(
+            "MarginMSELoss",
+            MarginMSELoss,
+            {"score_range": None},
+            description="scored pairs: squared error between differences of cosines and differences of scores "
+            "(mapped to 0..1 as for CosineSimilarityLoss) over every two pairs of a batch",
+            shape=SCORED,
+        ),
     ]
+}
+
+DEFAULT_LOSSES = {
+    LABELED: "TripletMarginLoss",
+    TEXT_IMAGE: "CLIPLoss",
+    QUERY_DOC: "MultipleNegativesRankingLoss",
+    SCORED: "CoSENTLoss",
 }
 
 MINERS: dict[str, LossSpec] = {
@@ -134,3 +368,15 @@ def build(
     if spec.classes:
         arguments.update(num_classes=num_classes, embedding_size=embedding_size)
     return spec.build(**arguments)
+
+
+def check_fits(name: str, shape: str) -> str:
+    """``name`` when that loss trains on data of ``shape``; else a ValueError listing the losses that do."""
+    spec = LOSSES[name]
+    if spec.shape == shape:
+        return name
+    fitting = ", ".join(other for other, each in LOSSES.items() if each.shape == shape)
+    reason = f"{name} trains on {SHAPES[spec.shape]}, but this data holds {SHAPES[shape]}"
+    if shape == LABELED and spec.shape == QUERY_DOC:
+        reason += " (two-column text data is read as query-document pairs with csv_options={'is_labeled': False})"
+    raise ValueError(f"{reason}; losses for {SHAPES[shape]}: {fitting}")

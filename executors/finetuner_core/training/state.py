@@ -12,20 +12,27 @@ CANCELLED = "cancelled"
 class TrainState:
     """Progress of one training: callbacks read it, and may set ``stop`` to end training after this step.
 
-    A step is one optimizer update (``gradient_accumulation_steps`` batches). ``metrics`` holds the latest
-    evaluation, made at step ``metrics_step``. A callback that stops training says why in ``stop_reason``;
-    ``failed`` marks a stop the run must fail with (e.g. a non-finite loss). ``notes`` are warnings about how
-    the data was sampled, for the logs.
+    A step is one optimizer update (``gradient_accumulation_steps`` batches); ``epoch_step`` counts the steps
+    done in the current epoch (where a resumed training goes on from). ``metrics`` holds the latest evaluation,
+    made at step ``metrics_step``. ``skipped_steps`` counts updates dropped because their fp16 gradients
+    overflowed (the loss scale then drops). ``batch_size`` and ``precision`` are the ones training runs with
+    (``batch_size=None`` and ``precision="auto"`` are resolved before training). A callback that stops training
+    says why in ``stop_reason``; ``failed`` marks a stop the run must fail with (e.g. a non-finite loss).
+    ``notes`` say how the data was sampled and how settings were resolved, for the logs.
     """
 
     epoch: int = 0
     epochs: int = 1
     step: int = 0
+    epoch_step: int = 0
     total_steps: int = 0
     loss: float = math.nan
     learning_rate: float = 0.0
     grad_norm: float = math.nan
     elapsed_s: float = 0.0
+    skipped_steps: int = 0
+    batch_size: int | None = None
+    precision: str = "fp32"
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_step: int | None = None
     stop: bool = False

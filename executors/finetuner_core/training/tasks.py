@@ -1,6 +1,8 @@
-"""What one training step computes, by the shape of the data: labeled items or text-image pairs.
+"""What one training step computes, by the shape of the data: labeled items, text-image pairs, query-document
+pairs or scored pairs (one task each; :func:`make_task` picks by the records' type).
 
-A task owns its sampler and its loss; the loop only asks it for batches and for the loss of a batch.
+A task owns its sampler and its loss; the loop only asks it for batches and for the loss of a batch (or, through
+``backward``, for its gradients).
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ from collections import Counter
 import torch
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.records import LabeledItem, PairItem
+from finetuner_core.data.records import (
+    QUERY_DOC,
+    SCORED,
+    TEXT_IMAGE,
+    LabeledItem,
+    PairItem,
+    QueryDocItem,
+    ScoredPairItem,
+    shape_of,
+)
 from finetuner_core.training import losses
 from finetuner_core.training.samplers import SAMPLERS, NoDuplicatesBatchSampler, RandomBatchSampler
 
@@ -105,11 +116,73 @@ class PairTask(Task):
         return self.loss_fn(images, texts, model.logit_scale.exp())
 
 
+class QueryDocTask(Task):
+    """Batches of query-document pairs with no query twice (sampler ``random``: plain shuffled batches); every
+    other document of a batch is a query's negative. CachedMultipleNegativesRankingLoss back-propagates in chunks
+    of its ``mini_batch_size`` (:meth:`backward`)."""
+
+    def __init__(self, records: list[QueryDocItem], config: FitConfig):
+        self.queries = [record.query for record in records]
+        self.documents = [record.document for record in records]
+        if config.sampler == "random":
+            self.sampler = RandomBatchSampler(self.queries, config.batch_size, seed=config.seed)
+        else:
+            self.sampler = NoDuplicatesBatchSampler(self.queries, config.batch_size, seed=config.seed)
+        self.loss_fn = losses.build(losses.LOSSES, config.loss_for(QUERY_DOC), config.loss_options)
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.notes = _sampler_note(config, "no-duplicates", "query-document pairs")
+
+    def columns(self, batch: list[int]) -> list[list[str]]:
+        return [[self.queries[i] for i in batch], [self.documents[i] for i in batch]]
+
+    def loss(self, model, batch: list[int]) -> torch.Tensor:
+        queries, documents = self.columns(batch)
+        return self.loss_fn(model.embed(queries), model.embed(documents))
+
+    def backward(self, model, batch: list[int], scale: float) -> float:
+        if isinstance(self.loss_fn, losses.CachedMultipleNegativesRankingLoss):
+            return self.loss_fn.cached_backward(model, self.columns(batch), scale)
+        return super().backward(model, batch, scale)
+
+
+class ScoredPairTask(Task):
+    """Shuffled batches of scored pairs; the loss compares the cosine of each pair's embeddings with its score.
+    A loss with ``score_range`` left at None maps the training data's lowest and highest score to 0..1."""
+
+    def __init__(self, records: list[ScoredPairItem], config: FitConfig):
+        self.texts = [record.text for record in records]
+        self.text_pairs = [record.text_pair for record in records]
+        self.scores = torch.tensor([record.score for record in records], dtype=torch.float32)
+        self.sampler = RandomBatchSampler(self.texts, config.batch_size, seed=config.seed)
+        name = config.loss_for(SCORED)
+        options = dict(config.loss_options)
+        if "score_range" in losses.LOSSES[name].defaults and options.get("score_range") is None:
+            options["score_range"] = [float(self.scores.min()), float(self.scores.max())]
+        self.loss_fn = losses.build(losses.LOSSES, name, options)
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.notes = _sampler_note(config, "random", "scored pairs")
+
+    def loss(self, model, batch: list[int]) -> torch.Tensor:
+        first = model.embed([self.texts[i] for i in batch])
+        second = model.embed([self.text_pairs[i] for i in batch])
+        return self.loss_fn(first, second, self.scores[batch].to(first.device))
+
+
+def _sampler_note(config: FitConfig, used: str, what: str) -> list[str]:
+    if config.sampler in (used, "random"):
+        return []
+    return [f"sampler {config.sampler!r} does not apply to {what}: batches come from the {used!r} sampler"]
+
+
 def make_task(records: list, config: FitConfig, model=None) -> Task:
-    if records and isinstance(records[0], PairItem):
-        if not losses.LOSSES[config.loss_name].pairs:
-            raise ValueError(f"text-image pairs train with CLIPLoss, not {config.loss_name}")
+    """The task for the records' shape; a loss that does not train on that shape is refused, naming the losses
+    that do."""
+    shape = shape_of(records)
+    losses.check_fits(config.loss_for(shape), shape)
+    if shape == TEXT_IMAGE:
         return PairTask(records, config)
-    if losses.LOSSES[config.loss_name].pairs:
-        raise ValueError(f"{config.loss_name} trains on text-image pairs; this data is labeled items")
+    if shape == QUERY_DOC:
+        return QueryDocTask(records, config)
+    if shape == SCORED:
+        return ScoredPairTask(records, config)
     return LabeledTask(records, config, model)

@@ -1,0 +1,93 @@
+"""Datasets on the Flow: data checked here first, then uploaded in batches, resumably.
+
+The data are parsed and validated locally with the same code the Flow runs (so a bad row is reported before
+anything is sent), turned into item documents, cut into batches, and named by an upload key: the SHA-256 of the
+batches' digests. Starting the same upload again (after an interruption) sends only the batches the trainer
+does not have yet; uploading data it already holds returns the stored dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress
+
+from finetuner.data import to_wire_docs
+from finetuner.transport import Transport
+from finetuner_core.config import FitConfig
+from finetuner_core.data.intake import parse_data
+from finetuner_core.wire import FinetunerDoc, record_docs
+
+BATCH_ITEMS = 512
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+def upload(
+    transport: Transport,
+    data: Any,
+    config: FitConfig,
+    name: str,
+    quiet: bool = False,
+    batch_items: int = BATCH_ITEMS,
+    batch_bytes: int = BATCH_BYTES,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Upload ``data`` (anything ``fit`` takes) as a dataset; its description (``id``, ``items``, ...).
+
+    ``stop_after`` sends only that many batches and returns the unfinished upload (to test resuming)."""
+    docs = to_wire_docs(data, "train", config.modality, config.csv_options.is_labeled)
+    records = parse_data(docs, config.modality, config.csv_options, min_items_per_class=1)["train"]
+    batches = list(_batches(list(record_docs({"train": records})), batch_items, batch_bytes))
+    key = hashlib.sha256("".join(digest(batch) for batch in batches).encode()).hexdigest()
+    upload = {"name": name, "upload_key": key, "batches": len(batches)}
+    dataset = transport.result("/datasets/begin", dataset=upload)
+    if dataset["status"] == "READY":
+        return dataset
+    settings = config.model_dump(mode="json")
+    missing = dataset["missing"] if stop_after is None else dataset["missing"][:stop_after]
+    with Progress(disable=quiet, transient=True) as progress:
+        task = progress.add_task(f"uploading {name}", total=len(batches), completed=len(batches) - len(missing))
+        for index in missing:
+            transport.result(
+                "/datasets/upload", batches[index], dataset={"id": dataset["id"], "index": index}, config=settings
+            )
+            progress.advance(task)
+    if stop_after is not None:
+        return transport.result("/datasets/begin", dataset=upload)
+    return transport.result("/datasets/commit", dataset={"id": dataset["id"]})
+
+
+def _batches(docs: list[FinetunerDoc], max_items: int, max_bytes: int) -> Iterator[list[FinetunerDoc]]:
+    batch: list[FinetunerDoc] = []
+    size = 0
+    for doc in docs:
+        doc_size = len(doc.blob or b"") + len(doc.text or "") + (doc.tensor.nbytes if doc.tensor is not None else 0)
+        if batch and (len(batch) >= max_items or size + doc_size > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(doc)
+        size += doc_size
+    if batch:
+        yield batch
+
+
+def digest(docs: list[FinetunerDoc]) -> str:
+    """A SHA-256 of the documents' content (every field but the random ``id``), in order."""
+    state = hashlib.sha256()
+    for doc in docs:
+        for field in sorted(type(doc).model_fields):
+            value = getattr(doc, field)
+            if field == "id" or value is None:
+                continue
+            state.update(field.encode())
+            if isinstance(value, bytes):
+                state.update(value)
+            elif isinstance(value, np.ndarray):
+                state.update(str(value.shape).encode() + np.ascontiguousarray(value).tobytes())
+            else:
+                state.update(json.dumps(value, default=str).encode())
+    return state.hexdigest()

@@ -1,0 +1,262 @@
+"""The model card of a run's artifact: ``README.md`` with Hugging Face model-card front matter (library_name,
+tags, base_model, pipeline_tag), the base model, the data sizes and label counts, the loss and the
+hyperparameters, the metrics before and after training, and how to load the model with each library that can.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finetuner_core.config import FitConfig
+from finetuner_core.models.base import CONFIG_FILE
+
+CARD_FILE = "README.md"
+HUB_IDS = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+LIBRARIES = {"sentence-transformers": "sentence-transformers", "open_clip": "open_clip", "timm": "timm"}
+PIPELINES = {
+    "text": "sentence-similarity",
+    "image": "image-feature-extraction",
+    "text-image": "zero-shot-image-classification",
+}
+COUNTS = ("queries", "queries_without_relevant")
+HYPERPARAMETERS = (
+    "loss_options",
+    "miner",
+    "miner_options",
+    "sampler",
+    "optimizer",
+    "optimizer_options",
+    "learning_rate",
+    "scheduler",
+    "warmup_ratio",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "num_items_per_class",
+    "gradient_accumulation_steps",
+    "max_grad_norm",
+    "precision",
+    "seed",
+)
+
+
+def data_summary(splits: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, int]]:
+    """Per split (``train``, ``eval``): the number of items and of distinct labels (or texts, for text-image
+    pairs). Takes the records of ``data.records``."""
+    summary = {}
+    for split, records in splits.items():
+        if not records:
+            continue
+        first = records[0]
+        key, field = ("labels", "label") if hasattr(first, "label") else ("texts", "text")
+        summary[split] = {"items": len(records), key: len({getattr(r, field, None) for r in records})}
+    return summary
+
+
+def write_model_card(
+    artifact_dir: str | Path,
+    config: FitConfig | Mapping[str, Any],
+    metrics: Mapping[str, Mapping[str, float]],
+    data_summary: Mapping[str, Mapping[str, int]],
+    training: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``README.md`` into ``artifact_dir`` (after the model is saved there); its path.
+
+    ``metrics``: the run's ``{"before": {...}, "step N": {...}, "after": {...}}``; ``data_summary``: see
+    :func:`data_summary`; ``training`` (optional): ``steps``, ``loss`` (the last), ``seconds``.
+    """
+    directory = Path(artifact_dir)
+    config = config if isinstance(config, FitConfig) else FitConfig.model_validate(config)
+    model = _saved_model(directory)
+    sections = [
+        _front_matter(config, model, directory),
+        _intro(config, model),
+        _data_section(data_summary),
+        _training_section(config, training),
+        _metrics_section(metrics),
+        _usage_section(model, directory),
+    ]
+    path = directory / CARD_FILE
+    path.write_text("\n".join(section for section in sections if section), encoding="utf-8")
+    return path
+
+
+def _saved_model(directory: Path) -> dict[str, Any]:
+    """``finetuner.json`` of the artifact: name, family, modality, dim (empty when not saved yet)."""
+    path = directory / CONFIG_FILE
+    return json.loads(path.read_text("utf-8")) if path.exists() else {}
+
+
+def base_model_id(name: str) -> str | None:
+    """The Hugging Face id of a base model, when it has one (a local folder has none)."""
+    if name in HUB_IDS:
+        return HUB_IDS[name]
+    if name.startswith("timm/"):
+        return name
+    return None
+
+
+def _onnx_files(directory: Path) -> list[str]:
+    return sorted(path.relative_to(directory).as_posix() for path in (directory / "onnx").glob("*.onnx"))
+
+
+def _front_matter(config: FitConfig, model: Mapping[str, Any], directory: Path) -> str:
+    family, modality = model.get("family", ""), model.get("modality", config.modality)
+    tags = ["finetuner", "embeddings", "metric-learning", config.loss_name]
+    tags += [family] if family and family not in tags else []
+    tags += ["onnx"] if _onnx_files(directory) else []
+    matter: dict[str, Any] = {"library_name": LIBRARIES.get(family, "pytorch"), "tags": tags}
+    if base := base_model_id(config.model):
+        matter["base_model"] = base
+    matter["pipeline_tag"] = PIPELINES.get(modality, "feature-extraction")
+    return f"---\n{yaml.safe_dump(matter, sort_keys=False)}---\n"
+
+
+def _intro(config: FitConfig, model: Mapping[str, Any]) -> str:
+    title = config.run_name or f"{Path(config.model).name} fine-tuned"
+    dim = f", {model['dim']}-d embeddings" if model.get("dim") else ""
+    family = f" ({model['family']}, {model.get('modality', config.modality)}{dim})" if model.get("family") else ""
+    return (
+        f"# {title}\n\nAn embedding model fine-tuned from `{config.model}`{family} with metric learning "
+        f"({config.loss_name}) by Finetuner, self-hosted.\n"
+    )
+
+
+def _data_section(summary: Mapping[str, Mapping[str, int]]) -> str:
+    if not summary:
+        return ""
+    columns = list(dict.fromkeys(key for counts in summary.values() for key in counts))
+    lines = ["## Data", "", "| split | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {split} | " + " | ".join(str(c.get(k, "")) for k in columns) + " |" for split, c in summary.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _training_section(config: FitConfig, training: Mapping[str, Any] | None) -> str:
+    settings = {"loss": config.loss_name, **{name: getattr(config, name) for name in HYPERPARAMETERS}}
+    if not config.uses_miner:
+        del settings["miner"], settings["miner_options"]
+    lines = ["## Training", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {name} | `{_value(value)}` |" for name, value in settings.items() if value not in (None, {}, [])]
+    if training:
+        done = {"steps": training.get("steps"), "final loss": training.get("loss"), "seconds": training.get("seconds")}
+        lines += ["", "| training | value |", "|---|---|"]
+        lines += [f"| {name} | {_value(value)} |" for name, value in done.items() if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _metrics_section(metrics: Mapping[str, Mapping[str, float]]) -> str:
+    before, after = metrics.get("before", {}), metrics.get("after", {})
+    names = [n for n in dict.fromkeys([*before, *after]) if n not in COUNTS and not n.endswith("_queries")]
+    if not names:
+        return "## Evaluation\n\nNo evaluation data was given.\n"
+    queries = after.get("queries", before.get("queries"))
+    lines = [
+        "## Evaluation",
+        "",
+        f"Retrieval on the evaluation data ({queries} queries), before and after training.",
+        "",
+    ]
+    lines += ["| metric | before | after | change |", "|---|---|---|---|"]
+    for name in names:
+        b, a = before.get(name), after.get(name)
+        change = f"{a - b:+.4f}" if a is not None and b is not None else ""
+        lines.append(f"| {name} | {_metric(b)} | {_metric(a)} | {change} |")
+    return "\n".join(lines) + "\n"
+
+
+def _metric(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _usage_section(model: Mapping[str, Any], directory: Path) -> str:
+    family = model.get("family", "")
+    example = '["first sentence", "second sentence"]' if model.get("modality") == "text" else "[...]  # your inputs"
+    parts = ["## Usage", "", _FINETUNER.replace("INPUTS", example)]
+    parts += [_SENTENCE_TRANSFORMERS] if family == "sentence-transformers" else []
+    parts += [_OPEN_CLIP] if family == "open_clip" else []
+    parts += [_SAFETENSORS] if family in ("timm", "torchvision", "mlp") else []
+    parts.append(_onnx_usage(model, _onnx_files(directory)))
+    return "\n".join(parts)
+
+
+def _onnx_usage(model: Mapping[str, Any], files: list[str]) -> str:
+    if not files:
+        return "ONNX: fine-tune with `to_onnx=True` to add `onnx/model.onnx` to the artifact.\n"
+    listed = ", ".join(f"`{f}`" for f in files)
+    if model.get("family") == "open_clip":
+        return (
+            f"With ONNX Runtime ({listed}; output `embedding`): a text tower takes `input_ids` "
+            "(`finetuner.get_model(path).tokenize(texts)`), an image tower `pixel_values` (`.images(images)`).\n"
+        )
+    if model.get("family") == "sentence-transformers":
+        setup = 'from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained("path/to/model")\n'
+        feed = (
+            'texts = ["first sentence", "second sentence"]\n'
+            'inputs = dict(tokenizer(texts, padding=True, return_tensors="np"))'
+        )
+    else:
+        setup = 'import finetuner\n\nmodel = finetuner.get_model("path/to/model")  # for its preprocessing\n'
+        feed = (
+            "values = [...]  # your inputs\ninputs = {session.get_inputs()[0].name: model.preprocess(values).numpy()}"
+        )
+    return (
+        f"With ONNX Runtime ({listed}; output `embedding`):\n\n```python\nimport onnxruntime\n{setup}\n"
+        f'session = onnxruntime.InferenceSession("path/to/model/{files[0]}")\n{feed}\n'
+        "names = {i.name for i in session.get_inputs()}\n"
+        'embeddings = session.run(["embedding"], {k: v for k, v in inputs.items() if k in names})[0]\n```\n'
+    )
+
+
+_FINETUNER = """With Finetuner (any family; the same preprocessing, pooling, projection and normalisation):
+
+```python
+import finetuner
+
+model = finetuner.get_model("path/to/model")
+inputs = INPUTS
+embeddings = finetuner.encode(model, inputs)
+```
+"""
+
+_SENTENCE_TRANSFORMERS = """With sentence-transformers:
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("path/to/model")
+embeddings = model.encode(["first sentence", "second sentence"], normalize_embeddings=True)
+```
+"""
+
+_OPEN_CLIP = """With open_clip: the CLIP weights are the entries of `open_clip_model.safetensors` under `clip.`
+(the others are the embedding head); `open_clip_config.json` names the architecture:
+
+```python
+import json
+
+import open_clip
+import safetensors.torch
+
+config = json.load(open("path/to/model/open_clip_config.json"))
+state = safetensors.torch.load_file("path/to/model/open_clip_model.safetensors")
+clip = open_clip.create_model(config["architecture"], pretrained=None)  # two-tower models: open_clip.CustomTextCLIP
+clip.load_state_dict({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")})
+```
+"""
+
+_SAFETENSORS = """With PyTorch: `model.safetensors` holds the state dict of the whole embedding model
+(`finetuner.json` says how it is built), so `finetuner.get_model` is the simplest way to rebuild it.
+"""

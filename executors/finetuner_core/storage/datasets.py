@@ -1,0 +1,226 @@
+"""Datasets: data uploaded in batches, each batch stored as it arrives, the whole checked when the last arrives.
+
+An upload is named by its ``upload_key`` (the client's digest of the whole content): starting an upload that
+was interrupted continues it (the batches already stored are reported, so the client sends only the rest), and
+starting one that already finished returns the finished dataset. When every batch is there, the dataset is
+validated as a whole and its content hash (over the stored rows and image bytes) computed; if the owner already
+has a dataset with the same content, the new copy is dropped and the existing one returned: the same data is
+stored once. Layout::
+
+    <root>/datasets.db                       datasets and their stored batches
+    <root>/<dataset_id>/part-<index>.jsonl   the rows of one batch (data.records.to_row)
+    <root>/<dataset_id>/images/              the batches' images as PNG files
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from finetuner_core.data.images import image_from_png_bytes, image_to_png_bytes
+from finetuner_core.data.records import from_row, to_row
+from finetuner_core.storage.database import Database
+
+DATASET_ID = re.compile(r"^ds-[0-9a-f]{16}$")
+UPLOAD_KEY = re.compile(r"^[0-9a-f]{64}$")
+NAME = re.compile(r"^[^\x00-\x1f/\\]{1,200}$")
+UPLOADING, READY = "UPLOADING", "READY"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    upload_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    batches INTEGER NOT NULL,
+    items INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    content_sha256 TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS datasets_by_owner ON datasets (owner, upload_key);
+CREATE TABLE IF NOT EXISTS parts (
+    dataset_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    items INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (dataset_id, idx)
+);
+"""
+
+
+class DatasetNotFoundError(LookupError):
+    """No dataset with this id (or it belongs to another user)."""
+
+
+class DatasetStore:
+    def __init__(self, root: str | Path, max_bytes: int = 10 * 1024**3):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.root / "datasets.db", SCHEMA)
+        self.max_bytes = max_bytes
+
+    def begin(self, owner: str, name: str, upload_key: str, batches: int) -> dict[str, Any]:
+        """The dataset this upload fills: a finished one with the same key, an interrupted one, or a new one."""
+        if not isinstance(upload_key, str) or not UPLOAD_KEY.match(upload_key):
+            raise ValueError("upload_key must be 64 hexadecimal digits (a SHA-256)")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ValueError(f"dataset name {name!r}: 1 to 200 characters, no control characters or slashes")
+        if not isinstance(batches, int) or batches < 1:
+            raise ValueError(f"batches must be a positive integer, got {batches!r}")
+        existing = self.db.row(
+            "SELECT * FROM datasets WHERE owner = ? AND upload_key = ? ORDER BY status = 'READY' DESC, created_at",
+            (owner, upload_key),
+        )
+        if existing is not None and (existing["status"] == READY or existing["batches"] == batches):
+            return self.describe(existing["id"], owner)
+        dataset_id = "ds-" + uuid.uuid4().hex[:16]
+        now = time.time()
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO datasets (id, owner, name, upload_key, status, batches, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (dataset_id, owner, name, upload_key, UPLOADING, batches, now, now),
+            )
+        (self.root / dataset_id / "images").mkdir(parents=True, exist_ok=True)
+        return self.describe(dataset_id, owner)
+
+    def put_batch(self, dataset_id: str, owner: str, index: int, records: list) -> dict[str, Any]:
+        """Store batch ``index`` (again, if it was stored before: the last copy wins)."""
+        dataset = self._record(dataset_id, owner)
+        if dataset["status"] == READY:
+            return self.describe(dataset_id, owner)
+        if not isinstance(index, int) or not 0 <= index < dataset["batches"]:
+            raise ValueError(f"batch index must be in [0, {dataset['batches']}), got {index!r}")
+        folder = self.root / dataset_id
+        for stale in folder.glob(f"images/{index:06d}-*.png"):
+            stale.unlink()
+        save_image = _image_writer(folder, index)
+        text = "".join(json.dumps(to_row(record, save_image), ensure_ascii=False) + "\n" for record in records)
+        size = len(text.encode("utf-8")) + sum(p.stat().st_size for p in folder.glob(f"images/{index:06d}-*.png"))
+        stored = self.db.row(
+            "SELECT COALESCE(SUM(bytes), 0) AS n FROM parts WHERE dataset_id = ? AND idx != ?", (dataset_id, index)
+        )
+        if stored["n"] + size > self.max_bytes:
+            raise ValueError(f"dataset {dataset_id} would exceed the upload limit of {self.max_bytes} bytes")
+        _atomic_write(folder / f"part-{index:06d}.jsonl", text)
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO parts (dataset_id, idx, items, bytes) VALUES (?, ?, ?, ?)",
+                (dataset_id, index, len(records), size),
+            )
+            connection.execute("UPDATE datasets SET updated_at = ? WHERE id = ?", (time.time(), dataset_id))
+        return self.describe(dataset_id, owner)
+
+    def commit(self, dataset_id: str, owner: str, validate: Callable[[list], None]) -> dict[str, Any]:
+        """Validate the whole dataset once all batches are stored; the stored dataset (maybe an older copy)."""
+        dataset = self.describe(dataset_id, owner)
+        if dataset["status"] == READY:
+            return dataset
+        if dataset["missing"]:
+            raise ValueError(f"dataset {dataset_id} lacks batches {dataset['missing'][:10]}")
+        records = self.records(dataset_id, owner, ready=False)
+        try:
+            validate(records)
+        except Exception:
+            self.delete(dataset_id, owner)
+            raise
+        content = self._content_sha256(dataset_id)
+        same = self.db.row(
+            "SELECT id FROM datasets WHERE owner = ? AND content_sha256 = ? AND status = ?", (owner, content, READY)
+        )
+        if same is not None:
+            self.delete(dataset_id, owner)
+            return self.describe(same["id"], owner)
+        with self.db.transaction() as connection:
+            connection.execute(
+                "UPDATE datasets SET status = ?, content_sha256 = ?, updated_at = ?, "
+                "items = (SELECT SUM(items) FROM parts WHERE dataset_id = ?), "
+                "bytes = (SELECT SUM(bytes) FROM parts WHERE dataset_id = ?) WHERE id = ?",
+                (READY, content, time.time(), dataset_id, dataset_id, dataset_id),
+            )
+        return self.describe(dataset_id, owner)
+
+    def describe(self, dataset_id: str, owner: str | None) -> dict[str, Any]:
+        row = self._record(dataset_id, owner)
+        stored = [
+            r["idx"] for r in self.db.rows("SELECT idx FROM parts WHERE dataset_id = ? ORDER BY idx", (row["id"],))
+        ]
+        missing = sorted(set(range(row["batches"])) - set(stored))
+        fields = ("id", "name", "status", "batches", "items", "bytes", "content_sha256", "created_at", "updated_at")
+        return {**{field: row[field] for field in fields}, "stored": stored, "missing": missing}
+
+    def records(self, dataset_id: str, owner: str | None, ready: bool = True) -> list:
+        """Every record of the dataset, batch by batch."""
+        dataset = self._record(dataset_id, owner)
+        if ready and dataset["status"] != READY:
+            raise ValueError(f"dataset {dataset_id} is not complete yet ({dataset['status']})")
+        folder = self.root / dataset_id
+
+        def load_image(name: str) -> Image.Image:
+            return image_from_png_bytes((folder / name).read_bytes())
+
+        rows = []
+        for part in sorted(folder.glob("part-*.jsonl")):
+            rows.extend(from_row(json.loads(line), load_image) for line in part.read_text("utf-8").splitlines())
+        return rows
+
+    def list(self, owner: str) -> list[dict[str, Any]]:
+        rows = self.db.rows("SELECT id FROM datasets WHERE owner = ? ORDER BY created_at", (owner,))
+        return [self.describe(row["id"], owner) for row in rows]
+
+    def delete(self, dataset_id: str, owner: str | None) -> None:
+        self._record(dataset_id, owner)
+        with self.db.transaction() as connection:
+            connection.execute("DELETE FROM parts WHERE dataset_id = ?", (dataset_id,))
+            connection.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
+        shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+
+    def _record(self, dataset_id: str, owner: str | None) -> dict[str, Any]:
+        valid = isinstance(dataset_id, str) and DATASET_ID.match(dataset_id)
+        row = self.db.row("SELECT * FROM datasets WHERE id = ?", (dataset_id,)) if valid else None
+        if row is None or (owner is not None and row["owner"] != owner):
+            raise DatasetNotFoundError(f"dataset {dataset_id!r} not found")
+        return row
+
+    def _content_sha256(self, dataset_id: str) -> str:
+        """A digest of the rows and of the image bytes they name, batch by batch."""
+        folder = self.root / dataset_id
+        digest = hashlib.sha256()
+        for part in sorted(folder.glob("part-*.jsonl")):
+            for line in part.read_text("utf-8").splitlines():
+                row = json.loads(line)
+                image = row.pop("image", None)
+                digest.update(json.dumps(row, sort_keys=True).encode("utf-8"))
+                if image is not None:
+                    digest.update(hashlib.sha256((folder / image).read_bytes()).digest())
+        return digest.hexdigest()
+
+
+def _image_writer(folder: Path, index: int):
+    counter = iter(range(1 << 62))
+
+    def save(image: Image.Image) -> str:
+        name = f"images/{index:06d}-{next(counter):08d}.png"
+        (folder / name).write_bytes(image_to_png_bytes(image))
+        return name
+
+    return save
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,96 @@
+"""Users and their tokens. A token is shown once, when it is issued; only its SHA-256 is stored.
+
+Every request to the Flow carries a token (``parameters["token"]``); :meth:`UserStore.authenticate` turns it into
+the :class:`User` whose datasets, runs and artifacts the request may see. Tokens are issued by an administrator
+with ``python -m finetuner_core.admin`` (or ``finetuner admin``), never over the Flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from finetuner_core.storage.database import Database
+
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+TOKEN_PREFIX = "ft_"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    admin INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+"""
+
+
+class AuthError(PermissionError):
+    """A request without a valid token."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    admin: bool = False
+
+
+class UserStore:
+    def __init__(self, path: str | Path):
+        self.db = Database(path, SCHEMA)
+
+    def create(self, name: str, admin: bool = False) -> str:
+        """Add user ``name`` and return its token (shown once; not recoverable)."""
+        if not USER_NAME.match(name or ""):
+            raise ValueError(f"user name {name!r}: letters, digits and _.@- only, 1 to 64 characters")
+        if self.db.row("SELECT name FROM users WHERE name = ?", (name,)):
+            raise ValueError(f"user {name!r} already exists (rotate its token with `rotate-token`)")
+        token = _new_token()
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO users (name, token_sha256, admin, created_at) VALUES (?, ?, ?, ?)",
+                (name, _digest(token), int(admin), time.time()),
+            )
+        return token
+
+    def rotate(self, name: str) -> str:
+        """A new token for ``name``; the old one stops working."""
+        token = _new_token()
+        with self.db.transaction() as connection:
+            changed = connection.execute(
+                "UPDATE users SET token_sha256 = ? WHERE name = ?", (_digest(token), name)
+            ).rowcount
+        if not changed:
+            raise LookupError(f"no user {name!r}")
+        return token
+
+    def delete(self, name: str) -> None:
+        with self.db.transaction() as connection:
+            if not connection.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
+                raise LookupError(f"no user {name!r}")
+
+    def list(self) -> list[User]:
+        return [User(row["name"], bool(row["admin"])) for row in self.db.rows("SELECT * FROM users ORDER BY name")]
+
+    def authenticate(self, token: object) -> User:
+        """The user holding ``token``; :class:`AuthError` when it is missing or unknown."""
+        if not isinstance(token, str) or not token:
+            raise AuthError("this request has no token: log in with finetuner.login(token=...)")
+        digest = _digest(token)
+        for row in self.db.rows("SELECT * FROM users WHERE token_sha256 = ?", (digest,)):
+            if hmac.compare_digest(row["token_sha256"], digest):
+                return User(row["name"], bool(row["admin"]))
+        raise AuthError("invalid token: ask the administrator for a valid one")
+
+
+def _new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -1,0 +1,75 @@
+"""The real Flow with `shards: 2` on the evaluator: `/search` reaches both shards, each searches its slice of the
+index with the real MiniLM, and the merged answer equals the unsharded search exactly."""
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import yaml
+from docarray import DocList
+from jina import Client, Flow
+
+from conftest import ROOT, banking77_slice, user_token
+from finetuner_core.evaluation.search import SearchOptions, SliceCache, docs_index, merge_search_answers, search_shard
+from finetuner_core.wire import FinetunerDoc
+
+pytestmark = pytest.mark.slow
+SHARDS = 2
+K = 8
+
+
+@pytest.fixture(scope="module")
+def sharded_flow(tmp_path_factory):
+    """flow.yml's executors, the evaluator split in two shards, on a free 127.0.0.1 port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workspace = tmp_path_factory.mktemp("workspace")
+    os.environ["FINETUNER_WORKSPACE"] = str(workspace)
+    token = user_token(workspace, "alice")
+    flow = Flow(protocol="grpc", host="127.0.0.1", port=port)
+    for executor in yaml.safe_load((ROOT / "flow.yml").read_text())["executors"]:
+        shards = {"shards": SHARDS} if executor["name"] == "evaluator" else {}
+        flow = flow.add(name=executor["name"], uses=str(ROOT / executor["uses"]), **shards)
+    with flow:
+        yield port, token
+
+
+def search_docs(data_dir):
+    """300 Banking77 texts as the index (two encoding blocks: both shards hold items) and 6 queries."""
+    rows = banking77_slice(data_dir, "train", 20, 16)[:300]
+    queries = ["my card has not arrived yet", "how do I top up by bank transfer?", "cash withdrawal fee"]
+    queries += [rows[0][0], rows[150][0], rows[299][0]]  # queries equal to items: ties at score 1.0
+    docs = [FinetunerDoc(role="query", text=q, name=f"query {i}") for i, q in enumerate(queries)]
+    docs += [
+        FinetunerDoc(role="index", text=t, finetuner_label=label, name=f"row {i}") for i, (t, label) in enumerate(rows)
+    ]
+    return docs
+
+
+def test_sharded_search_equals_unsharded(sharded_flow, data_dir, minilm):
+    port, token = sharded_flow
+    docs = search_docs(data_dir)
+    answer = Client(host="127.0.0.1", port=port, protocol="grpc").post(
+        "/search",
+        inputs=DocList[FinetunerDoc](docs),
+        parameters={"token": token, "config": {"model": "all-MiniLM-L6-v2"}, "search": {"k": K}},
+        request_size=len(docs),
+        return_type=DocList[FinetunerDoc],
+    )
+    payloads = [json.loads(doc.payload) for doc in answer if doc.kind == "result"]
+    assert sorted(p["shard"] for p in payloads) == list(range(SHARDS))  # the head gathered every shard
+    merged = merge_search_answers(payloads, K)
+
+    queries = [d.text for d in docs if d.role == "query"]
+    expected = search_shard(
+        queries, docs_index(docs), minilm.encode, minilm.encode, SearchOptions(k=K), 0, 1, SliceCache()
+    )
+    unsharded = merge_search_answers([expected], K)
+    np.testing.assert_array_equal(merged["ids"], unsharded["ids"])
+    np.testing.assert_array_equal(merged["scores"], unsharded["scores"])
+    assert merged["results"] == unsharded["results"]
+    assert [row[0]["name"] for row in merged["results"][3:]] == ["row 0", "row 150", "row 299"]
+    assert {i for row in merged["ids"] for i in row if i >= 256}  # results from the second shard's slice too
