@@ -23,9 +23,11 @@ from finetuner.api import (
     upload_dataset,
 )
 from finetuner.errors import ConnectionFailedError, FinetunerError, NotLoggedInError, ServerError
+from finetuner_core.data.errors import DataError
 
 __all__ = [
     "ConnectionFailedError",
+    "DataError",
     "FinetunerError",
     "FitConfig",
     "NotLoggedInError",

@@ -20,27 +20,30 @@ FLOWS = {
     "flow.yml": ROOT / "flow.yml",
     "gpu.yml": ROOT / "flows" / "gpu.yml",
     "jcloud.yml": ROOT / "flows" / "jcloud.yml",
+    "gpu.yml, 2 shards": ROOT / "flows" / "gpu.yml",
 }
-CUDA = {"flow.yml": set(), "gpu.yml": {"trainer", "evaluator"}, "jcloud.yml": {"trainer", "evaluator"}}
+SETTINGS = {"gpu.yml, 2 shards": {"FINETUNER_EVALUATOR_SHARDS": "2"}}  # the evaluator split: a head and 2 shards
+CUDA = {"flow.yml": set()} | dict.fromkeys(("gpu.yml", "jcloud.yml", "gpu.yml, 2 shards"), {"trainer", "evaluator"})
 EXECUTORS = ("validator", "trainer", "evaluator")
 IMAGES = {"FINETUNER_REGISTRY": REGISTRY, "FINETUNER_TAG": TAG}  # the images flows/jcloud.yml names
 
 
-def run(*command, cwd=ROOT, check=True):
+def run(*command, cwd=ROOT, check=True, env=None):
     """A command as a user runs it, offline (no telemetry); fails the test with its output."""
-    environment = os.environ | {"JINA_OPTOUT_TELEMETRY": "1"} | IMAGES
+    environment = os.environ | {"JINA_OPTOUT_TELEMETRY": "1"} | IMAGES | (env or {})
     result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
-def deploy(*arguments, check=True):
-    return run(sys.executable, "-m", "deploy", *map(str, arguments), check=check)
+def deploy(*arguments, check=True, env=None):
+    return run(sys.executable, "-m", "deploy", *map(str, arguments), check=check, env=env)
 
 
 def export(target, flow, out):
-    return deploy(target, FLOWS[flow], out, "--registry", REGISTRY, "--tag", TAG, "--namespace", NAMESPACE)
+    arguments = ("--registry", REGISTRY, "--tag", TAG, "--namespace", NAMESPACE)
+    return deploy(target, FLOWS[flow], out, *arguments, env=SETTINGS.get(flow))
 
 
 def read(folder: Path) -> dict[Path, list[dict]]:
@@ -94,7 +97,7 @@ def test_the_workspace_claim_is_mounted_in_every_executor(manifests):
 
 
 def test_every_pod_has_a_readiness_probe_that_pings_it(manifests):
-    _, docs = manifests
+    flow, docs = manifests
     for pod_type in ("WORKER", "HEAD", "GATEWAY"):
         for name, pod in pods(docs, pod_type).items():
             container = pod["spec"]["containers"][0]
@@ -104,6 +107,7 @@ def test_every_pod_has_a_readiness_probe_that_pings_it(manifests):
             assert command[:4] == ["jina", "ping", kind, f"grpc://127.0.0.1:{port}"], name
             assert "--timeout 9500" not in container["livenessProbe"]["exec"]["command"]  # split in two arguments
     assert pods(docs, "GATEWAY")
+    assert bool(pods(docs, "HEAD")) == (flow in SETTINGS)
 
 
 def test_trainer_checkpoints_before_it_is_killed_runs_alone_and_gets_its_gpus(manifests):
@@ -139,6 +143,7 @@ def test_docker_compose_export(flow, tmp_path):
     assert services["gateway"]["ports"]
 
 
+@pytest.mark.slow
 def test_jina_export_command_then_patch_gives_the_same_manifests(tmp_path):
     """The step-by-step way, with jina's own `jina export kubernetes` in the middle."""
     deploy("flow", FLOWS["gpu.yml"], tmp_path / "images.yml", "--registry", REGISTRY, "--tag", TAG)

@@ -69,11 +69,12 @@ def test_fit_through_the_flow_end_to_end(flow, data_dir, tmp_path, minilm):
 def test_a_bad_csv_comes_back_as_one_clear_error(flow, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("text,label\nfine,a\nalso fine,a\nnext,b\n,b\nthis,has,three\n", encoding="utf-8")
-    with pytest.raises(finetuner.ServerError) as info:
+    datasets = finetuner.list_datasets()
+    with pytest.raises(finetuner.DataError) as info:  # checked by the client before anything is sent
         finetuner.fit(train_data=str(path))
     message = str(info.value)
     assert message.startswith("bad.csv data rejected") and "bad.csv row 6: expected 2 columns" in message
-    assert info.value.executor == "FinetunerValidator"
+    assert finetuner.list_datasets() == datasets, "nothing is stored"
 
 
 def test_bad_configuration_and_unknown_runs_are_refused(flow, tmp_path):

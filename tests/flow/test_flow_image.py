@@ -92,6 +92,6 @@ def test_a_corrupt_image_is_refused_naming_its_row(flow, data_dir, tmp_path):
     train_csv = csv_with_images(tmp_path, cifar10_files(data_dir, 2, 2), lambda image, label: f"{image},{label}")
     broken = sorted((tmp_path / "images").iterdir())[1]
     broken.write_bytes(broken.read_bytes()[:40])
-    with pytest.raises(finetuner.ServerError) as info:
+    with pytest.raises(finetuner.DataError) as info:  # checked by the client before anything is sent
         finetuner.fit(model="efficientnet-lite0", train_data=train_csv, batch_size=4, num_items_per_class=2)
-    assert "data.csv row 2" in str(info.value)
+    assert "data.csv row 2: corrupt or truncated image" in str(info.value)
