@@ -19,12 +19,15 @@ from finetuner_core.wire import FinetunerDoc, read_result
 os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
 
 
-def parse_host(host: str) -> tuple[str, int]:
-    """``grpc://127.0.0.1:54321``, ``127.0.0.1:54321`` -> (``127.0.0.1``, 54321)."""
+def parse_host(host: str) -> tuple[str, int, bool]:
+    """``grpc://127.0.0.1:54321`` or ``127.0.0.1:54321`` -> (``127.0.0.1``, 54321, False);
+    ``grpcs://name.wolf.jina.ai`` (TLS, port 443 unless given) -> (``name.wolf.jina.ai``, 443, True)."""
     parsed = urlparse(host if "://" in host else f"grpc://{host}")
-    if parsed.scheme != "grpc" or not parsed.hostname or not parsed.port:
-        raise ValueError(f"host must look like grpc://HOST:PORT, got {host!r}")
-    return parsed.hostname, parsed.port
+    tls = parsed.scheme == "grpcs"
+    port = parsed.port or (443 if tls else None)
+    if parsed.scheme not in ("grpc", "grpcs") or not parsed.hostname or not port:
+        raise ValueError(f"host must look like grpc://HOST:PORT or grpcs://HOST[:PORT], got {host!r}")
+    return parsed.hostname, port, tls
 
 
 class Transport:
@@ -33,8 +36,8 @@ class Transport:
     def __init__(self, host: str, token: str | None = None):
         self.host = host
         self.token = token
-        address, port = parse_host(host)
-        self._client = Client(host=address, port=port, protocol="grpc")
+        address, port, tls = parse_host(host)
+        self._client = Client(host=address, port=port, protocol="grpc", tls=tls)
 
     def is_ready(self, timeout_s: float = 5.0) -> bool:
         return bool(self._client.is_flow_ready(timeout=timeout_s))

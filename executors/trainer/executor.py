@@ -12,6 +12,8 @@ thread then evaluates the base model, trains, evaluates again and saves the arti
 - ``/experiments/create`` ``/experiments/list`` ``/experiments/get`` ``/experiments/delete``
 """
 
+import os
+
 from docarray import DocList
 from jina import Executor, requests
 
@@ -26,6 +28,7 @@ from finetuner_core.storage.workspace import Workspace, workspace_root
 from finetuner_core.wire import FinetunerDoc, result_docs
 
 Docs = DocList[FinetunerDoc]
+ADMIN_TOKEN_VARIABLE = "FINETUNER_ADMIN_TOKEN"
 MAX_PAGE = 500
 
 
@@ -40,6 +43,8 @@ class FinetunerTrainer(Executor):
     ):
         super().__init__(**kwargs)
         self.home = Workspace(workspace_root(workspace_dir), max_dataset_bytes)
+        if os.environ.get(ADMIN_TOKEN_VARIABLE):  # a deployment's first user, from a secret
+            self.home.users.ensure("admin", os.environ[ADMIN_TOKEN_VARIABLE], admin=True)
         self.store = self.home.runs
         self.datasets = self.home.datasets
         self.queue = RunQueue(self.store, concurrency=concurrency)

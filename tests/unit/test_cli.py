@@ -288,3 +288,26 @@ def test_the_installed_command_prints_one_error_line_and_no_traceback(tmp_path):
     )
     assert done.returncode == cli.UNREACHABLE and done.stdout == ""
     assert_one_error_line(done.stderr, "not logged in")
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("grpc://127.0.0.1:54321", ("127.0.0.1", 54321, False)),
+        ("127.0.0.1:54321", ("127.0.0.1", 54321, False)),
+        ("grpcs://finetuner-abc.wolf.jina.ai", ("finetuner-abc.wolf.jina.ai", 443, True)),
+        ("grpcs://example.org:8443", ("example.org", 8443, True)),
+    ],
+)
+def test_hosts_name_plain_or_tls_grpc(host, expected):
+    from finetuner.transport import parse_host
+
+    assert parse_host(host) == expected
+
+
+@pytest.mark.parametrize("host", ["http://x:1", "grpc://x", "grpc://:80"])
+def test_other_hosts_are_refused(host):
+    from finetuner.transport import parse_host
+
+    with pytest.raises(ValueError, match="host must look like"):
+        parse_host(host)

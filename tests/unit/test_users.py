@@ -43,3 +43,13 @@ def test_the_admin_command_issues_tokens_that_authenticate(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert admin(["--workspace", str(tmp_path), "list-users"]) == 0
     assert capsys.readouterr().out.split() == ["carol"]
+
+
+def test_an_operator_token_from_a_secret_makes_or_updates_a_user(tmp_path):
+    users = UserStore(tmp_path / "users.db")
+    secret = "s" * 40
+    users.ensure("admin", secret, admin=True)
+    users.ensure("admin", secret, admin=True)
+    assert users.authenticate(secret) == User("admin", admin=True) and len(users.list()) == 1
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        users.ensure("admin", "short")

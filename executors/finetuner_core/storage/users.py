@@ -19,6 +19,7 @@ from finetuner_core.storage.database import Database
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 TOKEN_PREFIX = "ft_"
+MIN_TOKEN_LENGTH = 32
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -57,6 +58,20 @@ class UserStore:
                 (name, _digest(token), int(admin), time.time()),
             )
         return token
+
+    def ensure(self, name: str, token: str, admin: bool = False) -> None:
+        """Make ``token`` (chosen by an operator, e.g. from a secret) a token of user ``name``, creating the user
+        if needed. For a deployment that gives no shell on the workspace to run the admin command."""
+        if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"a token set by an operator needs at least {MIN_TOKEN_LENGTH} characters")
+        if not USER_NAME.match(name or ""):
+            raise ValueError(f"user name {name!r}: letters, digits and _.@- only, 1 to 64 characters")
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO users (name, token_sha256, admin, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256, admin = excluded.admin",
+                (name, _digest(token), int(admin), time.time()),
+            )
 
     def rotate(self, name: str) -> str:
         """A new token for ``name``; the old one stops working."""
