@@ -94,8 +94,9 @@ class FitConfig(BaseModel):
     seed: int = Field(42, description="seed of the sampler, torch, numpy and python's random")
     deterministic: bool = Field(False, description="deterministic algorithms only (torch, cuDNN, cuBLAS)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="forward pass in bf16 / fp16 (CUDA only) or fp32; auto: bf16 on CUDA and on CPUs with "
-        "bf16 instructions, else fp32"
+        "auto",
+        description="forward pass in bf16 / fp16 (CUDA only) or fp32; auto: bf16 on CUDA and on CPUs with "
+        "bf16 instructions, else fp32",
     )
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="write the training checkpoint every N steps (besides each epoch's end), to resume"

@@ -98,20 +98,14 @@ def validate_pairs(records: list, dataset: str) -> None:
 def validate_query_docs(records: list[QueryDocItem], dataset: str, whole: bool = True) -> None:
     """Refuse query-document pairs unless every query and document is text, and a batch can hold two queries
     (each query's negatives are the other queries' documents)."""
-    if not records:
-        raise DataError(dataset, [Problem(dataset, "the data set is empty")])
-    problems = [
-        Problem(record.source or f"item {index}", reason)
-        for index, record in enumerate(records)
-        for reason in query_doc_problems(record)
-    ]
-    if not problems and whole:
-        problems = _pair_count_problems(records, dataset)
-    if not problems and whole and len({record.query for record in records}) < 2:
-        reason = f"all {len(records)} pairs share one query; in-batch negatives need at least 2 different queries"
-        problems = [Problem(dataset, reason)]
-    if problems:
-        raise DataError(dataset, problems)
+    _validate_text_pairs(
+        records,
+        dataset,
+        whole,
+        query_doc_problems,
+        distinct=lambda record: record.query,
+        too_few=f"all {len(records)} pairs share one query; in-batch negatives need at least 2 different queries",
+    )
 
 
 def query_doc_problems(record: QueryDocItem) -> list[str]:
@@ -127,18 +121,31 @@ def query_doc_problems(record: QueryDocItem) -> list[str]:
 def validate_scored(records: list[ScoredPairItem], dataset: str, whole: bool = True) -> None:
     """Refuse scored pairs unless both texts are present, every score is a finite number, and the scores differ
     (a loss on scores learns from their order or their differences)."""
+    _validate_text_pairs(
+        records,
+        dataset,
+        whole,
+        scored_problems,
+        distinct=lambda record: record.score,
+        too_few=f"every score is {records[0].score!r}; scored pairs need at least 2 different scores"
+        if records
+        else "",
+    )
+
+
+def _validate_text_pairs(records: list, dataset: str, whole: bool, row_problems, distinct, too_few: str) -> None:
+    """Each row's problems; with ``whole``, also enough pairs and at least two different ``distinct`` values."""
     if not records:
         raise DataError(dataset, [Problem(dataset, "the data set is empty")])
     problems = [
         Problem(record.source or f"item {index}", reason)
         for index, record in enumerate(records)
-        for reason in scored_problems(record)
+        for reason in row_problems(record)
     ]
     if not problems and whole:
         problems = _pair_count_problems(records, dataset)
-    if not problems and whole and len({record.score for record in records}) < 2:
-        reason = f"every score is {records[0].score!r}; scored pairs need at least 2 different scores"
-        problems = [Problem(dataset, reason)]
+    if not problems and whole and len({distinct(record) for record in records}) < 2:
+        problems = [Problem(dataset, too_few)]
     if problems:
         raise DataError(dataset, problems)
 

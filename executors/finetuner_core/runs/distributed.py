@@ -15,7 +15,6 @@ Each other node of a several-node run joins with the run's folder (a copy, or a 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -25,10 +24,9 @@ from pathlib import Path
 
 import finetuner_core
 from finetuner_core.config import FitConfig
-from finetuner_core.data.images import image_from_png_bytes
-from finetuner_core.data.records import from_row
 from finetuner_core.models.base import pick_device
 from finetuner_core.runs.store import RUN_ID, RunStatus, RunStore
+from finetuner_core.storage.rows import read_records
 from finetuner_core.training.distributed import LEAD_NODE
 from finetuner_core.training.distributed_options import DistributedOptions
 
@@ -110,13 +108,7 @@ class RunFolder:
 
     def data(self, run_id: str, split: str) -> list:
         path = self.folder / f"{split}.jsonl"
-        if not path.exists():
-            return []
-
-        def load_image(name: str):
-            return image_from_png_bytes((self.folder / name).read_bytes())
-
-        return [from_row(json.loads(line), load_image) for line in path.read_text("utf-8").splitlines()]
+        return read_records(self.folder, path) if path.exists() else []
 
 
 def run_folder(root: str | Path, run_id: str) -> RunFolder:

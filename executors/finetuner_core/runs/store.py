@@ -27,12 +27,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from finetuner_core.config import FitConfig
-from finetuner_core.data.images import image_from_png_bytes, image_to_png_bytes
-from finetuner_core.data.records import LabeledItem, PairItem, from_row, to_row
+from finetuner_core.data.records import LabeledItem, PairItem
 from finetuner_core.storage.database import Database
+from finetuner_core.storage.rows import atomic_write, image_writer, read_records, rows_text
 
 Item = LabeledItem | PairItem
 
@@ -121,11 +119,11 @@ class RunStore:
         staging = self.root / f".{run_id}.tmp"
         (staging / "images").mkdir(parents=True)
         try:
-            _write_json(staging / "config.json", config.model_dump(mode="json"))
-            save_image = _image_writer(staging)
-            _write_jsonl(staging / "train.jsonl", [to_row(r, save_image) for r in train])
+            atomic_write(staging / "config.json", json.dumps(config.model_dump(mode="json"), indent=2))
+            save_image = image_writer(staging)
+            atomic_write(staging / "train.jsonl", rows_text(train, save_image))
             if eval_data:
-                _write_jsonl(staging / "eval.jsonl", [to_row(r, save_image) for r in eval_data])
+                atomic_write(staging / "eval.jsonl", rows_text(eval_data, save_image))
             now = time.time()
             with self.db.transaction() as connection:
                 connection.execute(
@@ -174,18 +172,12 @@ class RunStore:
         return self.db.row(f"SELECT COUNT(*) AS n FROM runs{where}", arguments)["n"]
 
     def config(self, run_id: str) -> FitConfig:
-        return FitConfig.model_validate(_read_json(self.path(run_id) / "config.json"))
+        return FitConfig.model_validate_json((self.path(run_id) / "config.json").read_text("utf-8"))
 
     def data(self, run_id: str, split: str) -> list[Item]:
         folder = self.path(run_id)
         path = folder / f"{split}.jsonl"
-        if not path.exists():
-            return []
-
-        def load_image(name: str) -> Image.Image:
-            return image_from_png_bytes((folder / name).read_bytes())
-
-        return [from_row(json.loads(line), load_image) for line in path.read_text("utf-8").splitlines()]
+        return read_records(folder, path) if path.exists() else []
 
     def status(self, run_id: str) -> dict[str, Any]:
         return _status_record(self._record(run_id))
@@ -322,32 +314,3 @@ def _status_record(row: dict[str, Any]) -> dict[str, Any]:
     if row["error"] is not None:
         record["error"] = row["error"]
     return record
-
-
-def _image_writer(folder: Path):
-    counter = iter(range(1 << 62))
-
-    def save(image: Image.Image) -> str:
-        name = f"images/{next(counter):08d}.png"
-        (folder / name).write_bytes(image_to_png_bytes(image))
-        return name
-
-    return save
-
-
-def _write_json(path: Path, value: Any) -> None:
-    _atomic_write(path, json.dumps(value, indent=2, default=str))
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    _atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text("utf-8"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -25,11 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from finetuner_core.data.images import image_from_png_bytes, image_to_png_bytes
-from finetuner_core.data.records import from_row, to_row
 from finetuner_core.storage.database import Database
+from finetuner_core.storage.rows import atomic_write, image_writer, read_records, rows_text
 
 DATASET_ID = re.compile(r"^ds-[0-9a-f]{16}$")
 UPLOAD_KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -107,15 +103,14 @@ class DatasetStore:
         folder = self.root / dataset_id
         for stale in folder.glob(f"images/{index:06d}-*.png"):
             stale.unlink()
-        save_image = _image_writer(folder, index)
-        text = "".join(json.dumps(to_row(record, save_image), ensure_ascii=False) + "\n" for record in records)
+        text = rows_text(records, image_writer(folder, f"{index:06d}-"))
         size = len(text.encode("utf-8")) + sum(p.stat().st_size for p in folder.glob(f"images/{index:06d}-*.png"))
         stored = self.db.row(
             "SELECT COALESCE(SUM(bytes), 0) AS n FROM parts WHERE dataset_id = ? AND idx != ?", (dataset_id, index)
         )
         if stored["n"] + size > self.max_bytes:
             raise ValueError(f"dataset {dataset_id} would exceed the upload limit of {self.max_bytes} bytes")
-        _atomic_write(folder / f"part-{index:06d}.jsonl", text)
+        atomic_write(folder / f"part-{index:06d}.jsonl", text)
         with self.db.transaction() as connection:
             connection.execute(
                 "INSERT OR REPLACE INTO parts (dataset_id, idx, items, bytes) VALUES (?, ?, ?, ?)",
@@ -168,14 +163,7 @@ class DatasetStore:
         if ready and dataset["status"] != READY:
             raise ValueError(f"dataset {dataset_id} is not complete yet ({dataset['status']})")
         folder = self.root / dataset_id
-
-        def load_image(name: str) -> Image.Image:
-            return image_from_png_bytes((folder / name).read_bytes())
-
-        rows = []
-        for part in sorted(folder.glob("part-*.jsonl")):
-            rows.extend(from_row(json.loads(line), load_image) for line in part.read_text("utf-8").splitlines())
-        return rows
+        return [record for part in sorted(folder.glob("part-*.jsonl")) for record in read_records(folder, part)]
 
     def list(self, owner: str) -> list[dict[str, Any]]:
         rows = self.db.rows("SELECT id FROM datasets WHERE owner = ? ORDER BY created_at", (owner,))
@@ -207,20 +195,3 @@ class DatasetStore:
                 if image is not None:
                     digest.update(hashlib.sha256((folder / image).read_bytes()).digest())
         return digest.hexdigest()
-
-
-def _image_writer(folder: Path, index: int):
-    counter = iter(range(1 << 62))
-
-    def save(image: Image.Image) -> str:
-        name = f"images/{index:06d}-{next(counter):08d}.png"
-        (folder / name).write_bytes(image_to_png_bytes(image))
-        return name
-
-    return save
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
