@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,7 +64,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         title="Banking77 intent retrieval (text, 77 classes)",
         model="all-MiniLM-L6-v2",
         metric_names=RETRIEVAL,
-        full=Budget({"max_steps": 80}, train_size=40, eval_size=20),
+        full=Budget({"max_steps": 40}, train_size=40, eval_size=20),
         quick=Budget({"max_steps": 8}, train_size=8, eval_size=6),
         data=lambda d, b: banking77_slice(d, b.train_size, b.eval_size),
         st="BatchAllTripletLoss, GROUP_BY_LABEL batches",
@@ -74,7 +74,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         title="STS-B similarity (scored text pairs)",
         model="all-MiniLM-L6-v2",
         metric_names=("spearman", "pearson"),
-        full=Budget({"max_steps": 80}, train_size=0, eval_size=0),
+        full=Budget({"max_steps": 40}, train_size=0, eval_size=0),
         quick=Budget({"max_steps": 8}, train_size=1000, eval_size=300),
         data=lambda d, b: stsb(d, b.train_size, b.eval_size),
         st="CoSENTLoss",
@@ -124,8 +124,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="the shared data folder")
     parser.add_argument("--quick", action="store_true", help="reduced budget (fewer steps, smaller sets)")
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
+    parser.add_argument("--render", action="store_true", help="only re-render the plot and docs from saved JSON")
     parser.add_argument("--no-st", action="store_true", help="leave out the sentence-transformers runs")
-    parser.add_argument("--max-steps", type=int, default=None, help="override every benchmark's steps (tests)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override every benchmark's steps")
+    parser.add_argument("--train-size", type=int, default=None, help="override the training slice's size")
+    parser.add_argument("--eval-size", type=int, default=None, help="override the evaluation slice's size")
     parser.add_argument("--results", default=str(RESULTS), help="folder of the JSON results and plot")
     parser.add_argument("--doc", default=str(DOC), help="'' to leave the docs alone")
     return parser.parse_args(argv)
@@ -136,6 +139,10 @@ def settings_of(bench: Benchmark, args) -> tuple[dict, Budget]:
     settings = {**budget.settings}
     if args.max_steps:
         settings["max_steps"] = args.max_steps
+    if args.train_size is not None:
+        budget = replace(budget, train_size=args.train_size)
+    if args.eval_size is not None:
+        budget = replace(budget, eval_size=args.eval_size)
     return settings, budget
 
 
@@ -179,14 +186,15 @@ def main(argv=None) -> dict:
     folder = Path(args.results)
     folder.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name in args.only:
+    for name in [] if args.render else args.only:
         results[name] = run_benchmark(name, args)
         (folder / f"quality_{name}.json").write_text(json.dumps(results[name], indent=2) + "\n", encoding="utf-8")
     saved = load_results(folder)
     plot(saved, folder / "quality.png")
     if args.doc:
         write_section(Path(args.doc), saved, "quality.png")
-    print(f"written: {', '.join(f'quality_{n}.json' for n in results)} and quality.png in {folder}")
+    written = [f"quality_{name}.json" for name in results]
+    print(f"written in {folder}: {', '.join([*written, 'quality.png'])}" + (f", {args.doc}" if args.doc else ""))
     return results
 
 
