@@ -7,6 +7,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
+# Flows started inside this process (the examples, the sharded Flow) spawn their executors instead of forking
+# them: once gRPC's asyncio poller runs here (any client call), a fork can crash this process (grpc/grpc#19793).
+# The `flow` fixture starts the default Flow in a process of its own (tests/flow_process.py).
+os.environ.setdefault("JINA_MP_START_METHOD", "spawn")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -65,10 +69,9 @@ def cifar10_files(data_dir: Path, classes: int, per_class: int, start: int = 0) 
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory):
-    """The default Flow (flow.yml) on a free 127.0.0.1 port with its own workspace; the client is logged in."""
-    from jina import Flow
-
-    import finetuner
+    """The default Flow (flow.yml) in its own process, on a free 127.0.0.1 port with its own workspace; the client
+    is logged in. The Flow's output is in ``<workspace>/../flow.log``."""
+    from flow_process import connect, start_flow, stop_flow
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,9 +79,17 @@ def flow(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("workspace")
     os.environ["FINETUNER_WORKSPACE"] = str(workspace)
     token = user_token(workspace, "alice")
-    with Flow.load_config(str(ROOT / "flow.yml"), uses_with={"port": port}):
-        finetuner.login(host=f"grpc://127.0.0.1:{port}", token=token)
+    log = workspace.parent / f"{workspace.name}-flow.log"
+    process = start_flow(workspace, port, log)
+    try:
+        try:
+            connect(port, token, process)
+        except Exception as error:
+            tail = log.read_text("utf-8", errors="replace")[-4000:] if log.exists() else ""
+            pytest.fail(f"the Flow did not start: {error}\n{tail}")
         yield port
+    finally:
+        stop_flow(process)
 
 
 def user_token(workspace: Path, name: str) -> str:

@@ -5,9 +5,6 @@ import contextlib
 import csv
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,34 +12,10 @@ import pytest
 from safetensors.numpy import load_file
 
 import finetuner
-from conftest import ROOT, banking77_slice, user_token
+from conftest import banking77_slice, user_token
+from flow_process import connect, start_flow
 
 CONFIG = {"batch_size": 16, "epochs": 4, "max_steps": 12, "checkpoint_every_steps": 3, "log_every": 1, "device": "cpu"}
-
-
-def start_flow(workspace: Path, port: int) -> subprocess.Popen:
-    """The default Flow in its own process group (executors included), as `jina flow --uses flow.yml` runs it."""
-    code = (
-        "from jina import Flow\n"
-        f"with Flow.load_config({str(ROOT / 'flow.yml')!r}, uses_with={{'port': {port}}}) as flow:\n"
-        "    flow.block()\n"
-    )
-    env = {**os.environ, "FINETUNER_WORKSPACE": str(workspace)}
-    return subprocess.Popen(
-        [sys.executable, "-c", code], env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL
-    )
-
-
-def connect(port: int, token: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            finetuner.login(host=f"grpc://127.0.0.1:{port}", token=token, timeout_s=2)
-            return
-        except finetuner.ConnectionFailedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
 
 
 def weights(run, directory: Path) -> dict:
