@@ -43,9 +43,10 @@ def follow(run, started: float) -> bool:
     return status == "FINISHED"
 
 
-def metric_table(metrics: dict) -> str:
+def metric_table(metrics: dict, names: tuple[str, ...] = ()) -> str:
+    """Before, after and change of each metric at a cut-off k (``precision@1`` ...), or of ``names``."""
     before, after = metrics.get("before", {}), metrics.get("after", {})
-    names = [name for name in after if "@" in name]
+    names = list(names) or [name for name in after if "@" in name]
     lines = [f"{'metric':<14}{'before':>9}{'after':>9}{'change':>9}"]
     for name in names:
         lines.append(f"{name:<14}{before[name]:>9.4f}{after[name]:>9.4f}{after[name] - before[name]:>+9.4f}")

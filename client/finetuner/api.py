@@ -15,6 +15,9 @@ from finetuner.errors import ConnectionFailedError, NotLoggedInError
 from finetuner.run import FINAL, Run
 from finetuner.transport import Transport
 from finetuner_core.config import FitConfig, parse_fit_config
+from finetuner_core.data.checks import shape
+from finetuner_core.data.intake import parse_fit_data
+from finetuner_core.data.records import LabeledItem
 from finetuner_core.models import EmbeddingModel, ModelOptions
 from finetuner_core.models import build_model as core_build_model
 from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, list_backbones
@@ -89,6 +92,28 @@ def fit(
         parameters["eval_dataset"] = _dataset_id(eval_data, config, "eval", quiet)
     answer = _transport().result("/fit", **{k: v for k, v in parameters.items() if v is not None})
     return Run(_transport(), answer["run_id"], config.run_name)
+
+
+def check_data(train_data: Any, eval_data: Any = None, model: str = DEFAULT_TEXT_MODEL, **options: Any):
+    """Check data here, as ``fit`` with the same arguments would, without a Flow or a login.
+
+    Raises :class:`DataError` naming every bad row or document and why; else describes each split:
+    ``{"train": {"items": 100, "shape": "text", "classes": 10}, ...}`` (``shape``: text, image, vector,
+    text-image, query-doc or scored; ``classes`` for labeled items only).
+    """
+    config = _config(model, dict(options))
+    labeled = config.csv_options.is_labeled
+    docs = to_wire_docs(train_data, "train", config.modality, labeled)
+    if eval_data is not None:
+        docs += to_wire_docs(eval_data, "eval", config.modality, labeled)
+    return {split: _describe(records) for split, records in parse_fit_data(docs, config).items()}
+
+
+def _describe(records: list) -> dict[str, Any]:
+    described = {"items": len(records), "shape": shape(records)}
+    if isinstance(records[0], LabeledItem):
+        described["classes"] = len({record.label for record in records})
+    return described
 
 
 def upload_dataset(data: Any, name: str | None = None, model: str = DEFAULT_TEXT_MODEL, quiet: bool = False, **options):

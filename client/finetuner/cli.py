@@ -220,6 +220,25 @@ def _follow(run, quiet: bool, console: Console) -> int:
     return status_code(status)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    options = fit_options(args)
+    options.pop("experiment_name", None)
+    try:
+        splits = finetuner.check_data(**options)
+    except DataError as exc:  # every problem on a line of its own: this command is for reading them
+        print(f"error: {exc}", file=sys.stderr)
+        return REFUSED
+    if args.quiet:
+        for split, described in splits.items():
+            print("\t".join(str(value) for value in (split, *described.values())))
+        return OK
+    table = Table("split", "items", "shape", "classes", title="the data is valid")
+    for split, described in splits.items():
+        table.add_row(split, str(described["items"]), described["shape"], str(described.get("classes", "")))
+    _out().print(table)
+    return OK
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     connect()
     runs = finetuner.list_runs(args.experiment, args.status, args.page, args.size)
@@ -429,6 +448,20 @@ def _add_fit(commands) -> None:
         "Start a fine-tuning run and print its id. Settings come from --config (a YAML file of FitConfig "
         "fields, plus train_data / eval_data / experiment), then --set KEY=VALUE, then the flags.",
     )
+    _fit_arguments(fit)
+    fit.add_argument("-f", "--follow", action="store_true", help="show progress until the run ends")
+    check = _command(
+        commands,
+        "check",
+        cmd_check,
+        "check data here as fit would, without a Flow",
+        "Check the training (and evaluation) data here, with the settings fit would get (--config, --set, the "
+        "flags): every bad row is listed; exit 1 if any. Needs no Flow and no login.",
+    )
+    _fit_arguments(check)
+
+
+def _fit_arguments(fit) -> None:
     fit.add_argument("--model", help="backbone name or local model folder (see `finetuner models`)")
     fit.add_argument("--train-data", help="training data: a CSV file or a dataset id")
     fit.add_argument("--eval-data", help="evaluation data: a CSV file or a dataset id")
@@ -442,7 +475,6 @@ def _add_fit(commands) -> None:
     fit.add_argument("--run-name", help="a name for the run")
     fit.add_argument("--config", metavar="RUN.YAML", help="YAML file of FitConfig fields")
     fit.add_argument("--set", action="append", metavar="KEY=VALUE", help="any FitConfig field; repeatable")
-    fit.add_argument("-f", "--follow", action="store_true", help="show progress until the run ends")
 
 
 def _add_runs(commands) -> None:

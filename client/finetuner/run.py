@@ -85,6 +85,19 @@ class Run:
 
         return write_report(self, directory, eval_data, **options)
 
+    def display_metrics(self, console: Any = None) -> Any:
+        """Print (and return) the table of this run's metrics: before, after and the change."""
+        from finetuner.report import display_metrics
+
+        return display_metrics(self, console)
+
+    def display_examples(self, eval_data: Any, examples: int = 3, k: int = 5, console: Any = None) -> list:
+        """Print (and return) ``examples`` sample queries of ``eval_data`` with the tuned model's top ``k``
+        results, each marked relevant or not (evaluated in the Flow)."""
+        from finetuner.report import display_examples, sample_queries
+
+        return display_examples(sample_queries(self, eval_data, examples, k)["examples"], console)
+
     @property
     def artifact_id(self) -> str:
         """What ``finetuner.get_model`` takes to fetch this run's model (the run id)."""

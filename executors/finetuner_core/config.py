@@ -225,5 +225,11 @@ def parse_fit_config(parameters: dict[str, Any]) -> FitConfig:
     try:
         return FitConfig.model_validate(parameters)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  {'.'.join(map(str, e['loc'])) or 'config'}: {_reason(e)}" for e in exc.errors()]
         raise ConfigError("invalid fit configuration:\n" + "\n".join(lines)) from None
+
+
+def _reason(error: dict[str, Any]) -> str:
+    """Pydantic's message, without the ``Value error, `` it puts before the reasons the validators give."""
+    message = error["msg"]
+    return message.removeprefix("Value error, ") if error.get("type") == "value_error" else message

@@ -32,6 +32,7 @@ def port() -> str:
             ["--train-per-class", "4", "--eval-per-class", "3", "--image-size", "32", "--max-steps", "2"],
         ),
         ("clip_cifar10", ["--train-per-class", "4", "--eval-per-class", "3", "--image-size", "32", "--max-steps", "2"]),
+        ("scored_stsb", ["--train-size", "64", "--eval-size", "60", "--max-steps", "2"]),
     ],
 )
 def test_example_runs(name, arguments, data_dir, tmp_path, capsys):
@@ -39,5 +40,5 @@ def test_example_runs(name, arguments, data_dir, tmp_path, capsys):
     code = load(name).main(["--data-dir", str(data_dir), "--port", port(), "--out", str(out), *arguments])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "precision@1" in printed and "Flow stopped." in printed
+    assert ("spearman" if name == "scored_stsb" else "precision@1") in printed and "Flow stopped." in printed
     assert (out / "model" / "finetuner.json").exists()

@@ -159,13 +159,18 @@ def test_the_report_shows_plots_metrics_and_examples_in_chromium(finished_run, t
 
 @pytest.mark.slow
 def test_the_report_without_eval_data_says_how_to_get_examples(finished_run, tmp_path, capsys):
-    from finetuner.report import display_metrics
-
-    run, _ = finished_run
+    run, evaluation = finished_run
     index = write_report(run, tmp_path / "report")
     text = index.read_text("utf-8")
     assert "pass evaluation data to see sample queries" in text and 'id="metric-table"' in text
     capsys.readouterr()
-    display_metrics(run)
+    run.display_metrics()
     out = capsys.readouterr().out
     assert "precision@1" in out and "change" in out
+
+    tables = run.display_examples(evaluation, examples=2, k=3)
+    out = capsys.readouterr().out
+    assert len(tables) == 2 and out.count("query: ") == 2
+    assert all(table.row_count == 3 for table in tables)
+    texts = {text for text, _ in evaluation}
+    assert sum(text in out for text in texts) >= 2

@@ -56,7 +56,7 @@ def test_validator_refuses_bad_rows_and_bad_config(tmp_path, train_rows):
     bad = csv_doc([*train_rows, ("   ", "card_arrival")])
     with pytest.raises(DataError, match=f"train.csv row {len(train_rows) + 2}: text is empty"):
         validator.fit(docs=DocList[FinetunerDoc]([bad]), parameters={"token": token, "config": CONFIG})
-    with pytest.raises(ConfigError, match="loss: Value error, unknown loss"):
+    with pytest.raises(ConfigError, match="loss: unknown loss"):
         validator.fit(
             docs=DocList[FinetunerDoc]([csv_doc(train_rows)]), parameters={"token": token, "config": {"loss": "x"}}
         )

@@ -59,7 +59,7 @@ def test_every_command_has_help(capsys, path):
 
 def test_the_command_tree_is_complete():
     paths = {" ".join(p) for p in commands(cli.build_parser())}
-    expected = {"login", "logout", "fit", "download", "evaluate", "models", "report"}
+    expected = {"login", "logout", "fit", "check", "download", "evaluate", "models", "report"}
     expected |= {f"runs {c}" for c in ("list", "status", "logs", "cancel", "delete")}
     expected |= {"datasets list", "datasets delete", "admin create-user", "admin list-users"}
     assert expected <= paths
@@ -311,3 +311,24 @@ def test_other_hosts_are_refused(host):
 
     with pytest.raises(ValueError, match="host must look like"):
         parse_host(host)
+
+
+def test_check_reads_data_without_a_flow_and_lists_every_problem(capsys, tmp_path):
+    good = write(tmp_path / "train.csv", "text,label\na,x\nb,x\nc,y\nd,y\n")
+    code, out, err = run(capsys, "check", "--train-data", str(good), "--eval-data", str(good), "--set", "eval_ks=[1]")
+    assert code == 0 and err == "", err
+    assert "the data is valid" in out and "train" in out and "eval" in out
+    code, out, _ = run(capsys, "-q", "check", "--train-data", str(good), "--set", "eval_ks=[1]")
+    assert code == 0 and out.splitlines() == ["train\t4\ttext\t2"]
+
+    bad = write(tmp_path / "bad.csv", "text,label\na,x\n,x\nc,\nd,y\ne,y\n")
+    code, out, err = run(capsys, "check", "--train-data", str(bad))
+    assert code == cli.REFUSED and out == ""
+    assert err.splitlines() == [
+        "error: train data rejected: 2 problems",
+        "  bad.csv row 3: text is empty or whitespace",
+        "  bad.csv row 4: label is missing",
+    ]
+    code, _, err = run(capsys, "check", "--train-data", str(good), "--loss", "NoSuchLoss")
+    assert code == cli.USAGE
+    assert_one_error_line(err, "unknown loss 'NoSuchLoss'")

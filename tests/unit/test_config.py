@@ -18,7 +18,7 @@ def test_zero_and_false_values_are_kept():
 @pytest.mark.parametrize(
     "parameters,message",
     [
-        ({"loss": "Nope"}, "loss: Value error, unknown loss 'Nope'; allowed: TripletMarginLoss"),
+        ({"loss": "Nope"}, "loss: unknown loss 'Nope'; allowed: TripletMarginLoss"),
         ({"miner": "Nope"}, "unknown miner 'Nope'"),
         ({"optimizer": "Nope"}, "unknown optimizer 'Nope'; allowed: "),
         ({"sampler": "Nope"}, "unknown sampler 'Nope'; allowed: class, random"),

@@ -126,11 +126,16 @@ def test_three_columns_are_scored_pairs(header):
     assert records[0].source == f"data.csv row {1 + bool(header)}"
 
 
-def test_a_score_that_is_not_a_number_is_named_with_its_row():
+def test_a_score_that_is_not_a_number_is_named_with_its_row_along_with_the_other_problems():
+    from finetuner_core.data.validation import validate_scored
+
+    records = read_text("a,b,1\nc,d,high\ne,,2.5\ng,h,\ni,j,4\n")
+    assert records[1].score == "high", "kept as written, for validation to report"
     with pytest.raises(DataError) as info:
-        read_text("a,b,1\nc,d,high\ne,f,2.5\ng,h,\ni,j,4\n")
+        validate_scored(records, "train")
     assert [str(p) for p in info.value.problems] == [
         "data.csv row 2: score 'high' is not a number",
+        "data.csv row 3: second text is missing, empty or whitespace",
         "data.csv row 4: score '' is not a number",
     ]
 

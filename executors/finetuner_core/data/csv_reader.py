@@ -93,7 +93,7 @@ def read_text_csv(
     options = options or CSVOptions()
     header, rows = _table(content, name, options)
     if _width(header, rows) == 3:
-        return _scored(_checked(rows, name, 3, "text, text, score"), name)
+        return _scored(_checked(rows, name, 3, "text, text, score"))
     if not options.is_labeled or _names_two_texts(header):
         return [QueryDocItem(a, b, where) for where, (a, b) in _checked(rows, name, 2, "query, document")]
     return [LabeledItem(a, b, where) for where, (a, b) in _checked(rows, name, 2, "text, label")]
@@ -129,16 +129,16 @@ def _checked(rows: list[tuple[int, list[str]]], name: str, width: int, columns: 
     return [(f"{name} row {line}", cells) for line, cells in rows]
 
 
-def _scored(rows: list[tuple[str, list[str]]], name: str) -> list[ScoredPairItem]:
-    records, problems = [], []
-    for where, (first, second, score) in rows:
-        try:
-            records.append(ScoredPairItem(first, second, parse_score(score), where))
-        except ValueError as exc:
-            problems.append(Problem(where, str(exc)))
-    if problems:
-        raise DataError(name, problems)
-    return records
+def _scored(rows: list[tuple[str, list[str]]]) -> list[ScoredPairItem]:
+    """Scored pairs; a score that is not a number stays as written, for validation to report with the rest."""
+    return [ScoredPairItem(first, second, _score_or_cell(score), where) for where, (first, second, score) in rows]
+
+
+def _score_or_cell(cell: str) -> float | str:
+    try:
+        return parse_score(cell)
+    except ValueError:
+        return cell
 
 
 def _width(header: list[str] | None, rows: list[tuple[int, list[str]]]) -> int:

@@ -105,13 +105,18 @@ def _csv_rows(doc, modality: str, options: CSVOptions, files: dict) -> list[tupl
     rows = read_csv_rows(doc.blob or b"", name, options, columns)
     if modality == "image":
         return [(where, _attached(cells[0], files), cells[1]) for where, cells in rows]
-    return [_pair_cells(where, cells, files) for where, cells in rows]
+    pairs = [_pair_cells(where, cells, files) for where, cells in rows]
+    problems = [Problem(pair[0], pair[1]) for pair in pairs if len(pair) == 2]
+    if problems:
+        raise DataError(name, problems)
+    return pairs
 
 
-def _pair_cells(where: str, cells: list[str], files: dict) -> tuple[str, Any, Any]:
+def _pair_cells(where: str, cells: list[str], files: dict) -> tuple:
+    """``(where, image, text)``, or ``(where, reason)`` for a row without exactly one image reference."""
     is_image = [looks_like_image_reference(cell) for cell in cells]
     if is_image.count(True) != 1:
-        raise DataError(where, [Problem(where, "a text-image row needs one image path (or data URI) and one text")])
+        return where, "a text-image row needs one image path (or data URI) and one text"
     image, text = (cells[0], cells[1]) if is_image[0] else (cells[1], cells[0])
     return where, _attached(image, files), text
 

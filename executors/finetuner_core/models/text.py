@@ -4,10 +4,20 @@ Any sentence-transformers folder or Hugging Face encoder folder works (a plain e
 The head options become sentence-transformers modules, so the saved folder loads with
 ``SentenceTransformer(path)`` as it is.
 
-A batch is tokenised once, padded to its longest text, then run as groups of texts of similar length, each
-group trimmed to its own longest text (:func:`length_groups`): short texts no longer pay for the longest one's
-padding. Padded positions are masked out of attention and pooling, so every text's embedding is the one it has
-in a batch of its own (up to float rounding); only the amount of padding computed changes.
+A batch is tokenised once (padded to its longest text), and the transformer then computes as little padding
+as the architecture allows (``TextEmbeddingModel.batching``):
+
+- ``packed`` (the default for BERT-type encoders with SDPA attention, e.g. the packaged MiniLM): the texts are
+  packed end to end into rows as wide as the longest text (:func:`pack_rows`), each with its own positions
+  (0, 1, ...) and token types, and a block-diagonal attention mask keeps every text to its own tokens; one
+  forward pass, about as many tokens as the texts hold. The token embeddings go back to the padded layout for
+  the chain's own pooling, projection and normalisation.
+- ``grouped`` (any other encoder): groups of texts of similar length, each trimmed to its own longest text
+  (:func:`length_groups`), one forward pass per group.
+- ``padded``: one forward pass over the batch padded to its longest text, as sentence-transformers runs it.
+
+Each text attends only to its own tokens at its own positions in every mode, so its embedding is the one it has
+in a batch of its own (up to float rounding); only the padding computed changes.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import Transformer
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
 from torch import nn
 
@@ -27,6 +38,8 @@ from finetuner_core.models.pooling import TEXT_POOLING
 
 FAMILY = "sentence-transformers"
 GROUP_OVERHEAD_TOKENS = 96  # the fixed cost of one more forward pass, in padded tokens (measured on 2 CPU cores)
+BATCHING = ("auto", "packed", "grouped", "padded")
+PACKABLE_MODEL_TYPES = ("bert",)  # absolute positions from 0, given by position_ids; a 4D attention mask is honoured
 
 
 class TextEmbeddingModel(EmbeddingModel):
@@ -35,7 +48,7 @@ class TextEmbeddingModel(EmbeddingModel):
     def __init__(self, st: SentenceTransformer, name: str, options: ModelOptions):
         super().__init__(name, FAMILY, options)
         self.st = st
-        self.length_groups = True  # False: one forward pass over the batch padded to its longest text
+        self.batching = "auto"  # see the module docstring; auto: packed where the architecture allows, else grouped
 
     @classmethod
     def build(cls, name: str, path: Path, options: ModelOptions, device: str = "auto") -> TextEmbeddingModel:
@@ -62,10 +75,14 @@ class TextEmbeddingModel(EmbeddingModel):
         return self.embed_features(_to_device(self.preprocess(list(inputs)), self.device))
 
     def embed_features(self, features: dict[str, Any]) -> torch.Tensor:
-        """Embeddings of a tokenised batch, run in groups of similar length. ``# (batch, dim)``"""
-        mask = features.get("attention_mask")
-        if not self.length_groups or not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        """Embeddings of a tokenised batch, with as little padding as :meth:`batching_mode` allows.
+        ``# (batch, dim)``"""
+        mode = self.batching_mode(features)
+        if mode == "padded":
             return self.st(features)["sentence_embedding"]
+        mask = features["attention_mask"]
+        if mode == "packed":
+            return self._packed(features, mask.sum(dim=1).tolist())
         groups = length_groups(mask.sum(dim=1).tolist())
         if len(groups) == 1:
             return self.st(_trimmed(features, mask))["sentence_embedding"]
@@ -75,6 +92,58 @@ class TextEmbeddingModel(EmbeddingModel):
             parts.append(self.st(_trimmed(_rows(features, index, len(mask)), mask[index]))["sentence_embedding"])
         order = torch.tensor([row for rows in groups for row in rows], device=mask.device)
         return torch.cat(parts).index_select(0, torch.argsort(order))
+
+    def batching_mode(self, features: dict[str, Any] | None = None) -> str:
+        """How a batch runs: ``packed``, ``grouped`` or ``padded`` (``self.batching``; ``auto`` resolved)."""
+        if self.batching not in BATCHING:
+            raise ValueError(f"batching must be one of {', '.join(BATCHING)}, got {self.batching!r}")
+        mask = (features or {}).get("attention_mask", torch.ones(1, 1))
+        if self.batching == "padded" or not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+            return "padded"
+        if self.batching == "auto":
+            return "packed" if self.packable() else "grouped"
+        if self.batching == "packed" and not self.packable():
+            raise ValueError(
+                f"batching='packed' needs a {' / '.join(PACKABLE_MODEL_TYPES)} encoder with sdpa attention"
+            )
+        return self.batching
+
+    def packable(self) -> bool:
+        """Whether texts can share a row: an encoder that takes position ids and a 4D mask, right padding."""
+        transformer = self.st[0]
+        if (
+            not isinstance(transformer, Transformer)
+            or transformer.modality_config.get("text", {}).get("method") != "forward"
+        ):
+            return False
+        config, tokenizer = transformer.auto_model.config, transformer.tokenizer
+        return (
+            config.model_type in PACKABLE_MODEL_TYPES
+            and config._attn_implementation == "sdpa"
+            and getattr(tokenizer, "padding_side", "right") == "right"
+        )
+
+    def forward_shapes(self, lengths: list[int]) -> list[tuple[int, int]]:
+        """(rows, tokens per row) of each forward pass a batch of texts with these token counts runs as."""
+        mode = self.batching_mode()
+        if mode == "padded" or not lengths:
+            return [(len(lengths), max(lengths, default=0))]
+        if mode == "packed":
+            return [(len(pack_rows(lengths, max(lengths))), max(lengths))]
+        return [(len(group), max(lengths[i] for i in group)) for group in length_groups(lengths)]
+
+    def _packed(self, features: dict[str, Any], lengths: list[int]) -> torch.Tensor:
+        """One forward pass over the texts packed into rows; token embeddings back in the padded layout."""
+        width = max(lengths)
+        packed, (item, position), (row, column) = pack_tokens(features, lengths, pack_rows(lengths, width), width)
+        hidden = self.st[0].auto_model(**packed, return_dict=True).last_hidden_state  # (rows, width, hidden)
+        tokens = hidden.new_zeros(len(lengths), width, hidden.shape[-1]).index_put(
+            (item, position), hidden[row, column]
+        )
+        out = {**_trimmed(features, features["attention_mask"]), self.st[0].module_output_name: tokens}
+        for module in list(self.st)[1:]:
+            out = module(out)
+        return out["sentence_embedding"]
 
     @property
     def feature_dim(self) -> int:
@@ -129,6 +198,56 @@ def length_groups(lengths: list[int], overhead: int = GROUP_OVERHEAD_TOKENS) -> 
         groups.append(order[cut[end] : end])
         end = int(cut[end])
     return groups[::-1]
+
+
+def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Batch positions in rows of at most ``capacity`` tokens, first fit in order of decreasing length (a text is
+    never split; one longer than ``capacity`` gets a row of its own)."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fits = next((r for r, space in enumerate(free) if lengths[index] <= space), None)
+        if fits is None:
+            rows.append([index])
+            free.append(capacity - lengths[index])
+        else:
+            rows[fits].append(index)
+            free[fits] -= lengths[index]
+    return rows
+
+
+def pack_tokens(features: dict[str, Any], lengths: list[int], rows: list[list[int]], width: int):
+    """The model inputs of the packed rows, and where each token comes from and goes to.
+
+    Returns ``(inputs, (item, position), (row, column))``: ``inputs`` holds ``input_ids``, ``position_ids``
+    (0, 1, ... within each text), ``token_type_ids`` (when the batch has them) and a boolean attention mask
+    ``# (rows, 1, width, width)`` that lets a token see the tokens of its own text only (a padding position sees
+    itself, so that no softmax row is empty); token ``k`` of the batch is text ``item[k]``'s token
+    ``position[k]``, put at ``(row[k], column[k])``.
+    """
+    item, position, row, column = [], [], [], []
+    for r, members in enumerate(rows):
+        offset = 0
+        for index in members:
+            count = lengths[index]
+            item += [index] * count
+            position += range(count)
+            row += [r] * count
+            column += range(offset, offset + count)
+            offset += count
+    device = features["input_ids"].device
+    item, position, row, column = (torch.tensor(v, device=device) for v in (item, position, row, column))
+    inputs = {"position_ids": torch.zeros(len(rows), width, dtype=torch.long, device=device)}
+    inputs["position_ids"][row, column] = position
+    for key in ("input_ids", "token_type_ids"):
+        if key in features:
+            inputs[key] = features[key].new_zeros(len(rows), width)
+            inputs[key][row, column] = features[key][item, position]
+    segment = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    segment[row, column] = item + 1
+    same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, None, :] > 0)
+    inputs["attention_mask"] = (same | torch.eye(width, dtype=torch.bool, device=device))[:, None]
+    return inputs, (item, position), (row, column)
 
 
 def _rows(features: dict[str, Any], index: torch.Tensor, size: int) -> dict[str, Any]:
