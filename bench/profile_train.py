@@ -88,12 +88,12 @@ class PhaseClock:
 
 
 def profile_phases(
-    records: list[LabeledItem], config: FitConfig, steps: int, warmup: int, length_groups_on: bool = True
+    records: list[LabeledItem], config: FitConfig, steps: int, warmup: int, batching: str = "auto"
 ) -> dict:
     """Median seconds of each phase of a step, the loop's parts run one phase at a time (fp32).
-    ``length_groups_on=False``: the text model runs each batch as one forward pass padded to its longest text."""
+    ``batching``: how the text model runs a batch (``TextEmbeddingModel.batching``: packed, grouped, padded)."""
     model = build_model(config.model, config.model_options, "cpu")
-    model.length_groups = length_groups_on
+    model.batching = batching
     task = make_task(records, config, model)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.scheduler, config.max_steps, config.warmup_ratio)
@@ -111,6 +111,7 @@ def profile_phases(
     phases = clock.medians(warmup)
     total = sum(phases.values())
     return {
+        "batching": model.batching_mode(),
         "steps": steps,
         "warmup": warmup,
         "median_s": phases,

@@ -13,7 +13,7 @@ dataloader workers and no pinned memory. The pairs (``--pairs``):
 - ``triplet``: ours = the default labeled recipe (TripletMarginLoss + TripletMarginMiner "all", class sampler,
   16 classes x 4) against ST = BatchAllTripletLoss with ST's GROUP_BY_LABEL batch sampler. Ours also runs a
   second time with each batch run as one forward pass padded to its longest text (``ours_padded``: the text
-  model before length grouping), to measure what that change gains.
+  model before packing, ``batching="padded"``), to measure what that change gains.
 - ``infonce``: ours = InfoNCELoss (class sampler, every same-label item a positive) against ST =
   MultipleNegativesRankingLoss on (text, another text of its class) pairs, 32 pairs a batch (64 texts) with
   ST's NO_DUPLICATES sampler. A sample is a text embedded in a step: 64 a step for every trainer.
@@ -23,8 +23,8 @@ after the ``--warmup`` steps, each from the end of the previous step to its own 
 forward, loss, backward, optimizer, the trainer's own bookkeeping). Quality: precision@1 and MRR@10 of each
 trained model on a fixed Banking77 test subset (the first ``--test-per-class`` rows of each class; every row a
 query against the others), with the project's evaluation code. Then the profile of one step of ours, FLOPs and
-MFU (``bench/profile_train.py``). Writes ``bench/results/train_speed.json``, the training section of
-``docs/BENCHMARKS.md`` and ``docs/train_speed.png``.
+MFU (``bench/profile_train.py``). Writes ``bench/results/train_speed.json``,
+``bench/results/train_speed.png`` and the training section of ``docs/BENCHMARKS.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import statistics
 import sys
@@ -53,7 +54,7 @@ from finetuner_core.data.records import LabeledItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.models import ModelOptions, build_model
 from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, minilm_path
-from finetuner_core.models.text import TextEmbeddingModel, length_groups
+from finetuner_core.models.text import TextEmbeddingModel
 from finetuner_core.training.callbacks import Callback
 from finetuner_core.training.loop import train
 from finetuner_core.training.tasks import make_task
@@ -93,7 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_speed.json"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"), help="'' to leave the docs alone")
-    parser.add_argument("--plot", default=str(ROOT / "docs" / "train_speed.png"), help="'' for no plot")
+    parser.add_argument("--plot", default=str(ROOT / "bench" / "results" / "train_speed.png"), help="'' for none")
     return parser.parse_args(argv)
 
 
@@ -149,10 +150,10 @@ class Run:
 
 
 # --- the two trainers -----------------------------------------------------------------------------------------
-def ours(records: list[LabeledItem], args, loss: str | None = None, length_groups_on: bool = True) -> Run:
+def ours(records: list[LabeledItem], args, loss: str | None = None, batching: str = "auto") -> Run:
     """The project's loop with its default recipe (or another loss), on a fresh packaged MiniLM."""
     model = build_model(DEFAULT_TEXT_MODEL, None, "cpu")
-    model.length_groups = length_groups_on
+    model.batching = batching
     config = recipe(args.batch_size, args.warmup + args.steps, args.seed, **({"loss": loss} if loss else {}))
     clock, start = Clock(), time.perf_counter()
     train(model, records, config, [OurClock(clock)])
@@ -231,7 +232,7 @@ def variants(pair: str, records, args) -> dict[str, Callable[[], Run]]:
         }
     runs = {"ours": lambda: ours(records, args)}
     if not args.no_padded:
-        runs["ours_padded"] = lambda: ours(records, args, length_groups_on=False)
+        runs["ours_padded"] = lambda: ours(records, args, batching="padded")
     runs["st"] = lambda: sentence_transformers(records, args, pair)
     return runs
 
@@ -298,57 +299,57 @@ def test_subset(data: str, per_class: int) -> list[LabeledItem]:
 
 
 # --- FLOPs, tokens, MFU ---------------------------------------------------------------------------------------
-def our_batches_work(records, args, pair: str, cache: dict) -> dict:
-    """FLOPs (executed, and with no padding) and tokens of ours on its first batches (same seed as the runs)."""
+def batch_work(lengths: list[int], shapes: list[tuple[int, int]], st, cache: dict) -> dict:
+    """Tokens and forward + backward FLOPs of one batch: ``lengths`` the texts' token counts, ``shapes`` the
+    (rows, width) of each forward pass it runs as. FLOPs are linear in the rows of a pass, so a pass costs its rows
+    times the FLOPs of one row of its width (``sequence_flops``); *unpadded* is every text run alone."""
+    return {
+        "texts": len(lengths),
+        "tokens": sum(lengths),
+        "tokens_fed": sum(rows * width for rows, width in shapes),
+        "flops": sum(rows * sequence_flops(st, width, cache) for rows, width in shapes),
+        "flops_unpadded": sum(sequence_flops(st, n, cache) for n in lengths),
+    }
+
+
+def our_batches_work(records, args, pair: str, cache: dict, batching: str = "auto") -> dict:
+    """Tokens and FLOPs of ours on the batches of the runs (same sampler, same seed), and the check of the FLOPs
+    against FlopCounterMode over whole training steps (forward + backward of the task's loss) on the first few."""
     model = build_model(DEFAULT_TEXT_MODEL, None, "cpu").train()
-    config = recipe(
-        args.batch_size, args.warmup + args.steps, args.seed, **({"loss": "InfoNCELoss"} if pair == "infonce" else {})
-    )
-    task = make_task(records, config, model)
-    work = []
-    for batch in list(task.sampler)[: args.flop_batches]:
+    model.batching = batching
+    changes = {"loss": "InfoNCELoss"} if pair == "infonce" else {}
+    task = make_task(records, recipe(args.batch_size, args.warmup + args.steps, args.seed, **changes), model)
+    work, counted = [], []
+    for index, batch in enumerate(list(task.sampler)[: args.warmup + args.steps]):
         lengths = model.preprocess([task.contents[i] for i in batch])["attention_mask"].sum(dim=1).tolist()
-        groups = length_groups(lengths)
-        work.append(
-            {
-                "flops": count_flops(lambda b=batch: task.loss(model, b)),
-                "flops_unpadded": sum(sequence_flops(model.st, n, cache) for n in lengths),
-                "texts": len(lengths),
-                "tokens": sum(lengths),
-                "tokens_fed": sum(len(g) * max(lengths[i] for i in g) for g in groups),
-                "tokens_fed_padded": len(lengths) * max(lengths),
-            }
-        )
-        model.zero_grad(set_to_none=True)
-    return _mean(work)
+        work.append(batch_work(lengths, model.forward_shapes(lengths), model.st, cache))
+        if index < args.flop_batches:
+            counted.append(count_flops(lambda b=batch: task.loss(model, b)) / work[-1]["flops"])
+            model.zero_grad(set_to_none=True)
+    return _summary(work[args.warmup :], counted)
 
 
 def st_batches_work(records, args, pair: str, cache: dict) -> dict:
-    """The same for sentence-transformers' trainer, on the first batches of its own sampler."""
-    work = []
+    """The same for sentence-transformers' trainer, on the batches of its own dataloader."""
+    work, counted = [], []
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = st_trainer(records, args, pair, output_dir)
         trainer.model.train()
-        for index, batch in enumerate(trainer.get_train_dataloader()):
-            if index == args.flop_batches:
-                break
+        for index, batch in enumerate(itertools.islice(trainer.get_train_dataloader(), args.warmup + args.steps)):
             masks = [v for k, v in batch.items() if k.endswith("attention_mask")]
             lengths = [n for mask in masks for n in mask.sum(dim=1).tolist()]
-            work.append(
-                {
-                    "flops": count_flops(lambda b=batch: trainer.compute_loss(trainer.model, dict(b))),
-                    "flops_unpadded": sum(sequence_flops(trainer.model, n, cache) for n in lengths),
-                    "texts": len(lengths),
-                    "tokens": sum(lengths),
-                    "tokens_fed": sum(mask.numel() for mask in masks),
-                }
-            )
-            trainer.model.zero_grad(set_to_none=True)
-    return _mean(work)
+            work.append(batch_work(lengths, [tuple(mask.shape) for mask in masks], trainer.model, cache))
+            if index < args.flop_batches:
+                loss = lambda b=batch: trainer.compute_loss(trainer.model, dict(b))  # noqa: E731
+                counted.append(count_flops(loss) / work[-1]["flops"])
+                trainer.model.zero_grad(set_to_none=True)
+    return _summary(work[args.warmup :], counted)
 
 
-def _mean(work: list[dict]) -> dict:
-    return {key: statistics.mean(w[key] for w in work) for key in work[0]} | {"batches": len(work)}
+def _summary(work: list[dict], counted: list[float]) -> dict:
+    """Means per timed step, and how FlopCounterMode's count of whole steps compares with the per-pass sum."""
+    mean = {key: statistics.mean(w[key] for w in work) for key in work[0]}
+    return mean | {"batches": len(work), "counted_over_computed": counted}
 
 
 def mfu(work: dict, samples_per_s: list[float], peak_flops: float) -> dict:
@@ -370,13 +371,11 @@ def flops_and_mfu(pair: str, records, args, compared: dict, peak: float) -> dict
         name: {"work": w, "mfu": mfu(w, runs[name]["samples_per_s_median_step"], peak)} for name, w in work.items()
     }
     if "ours_padded" in runs:
-        padded = dict(work["ours"])
-        padded["flops"] = work["ours"]["flops"] * work["ours"]["tokens_fed_padded"] / work["ours"]["tokens_fed"]
+        padded = our_batches_work(records, args, pair, cache, batching="padded")
         result["ours_padded"] = {
             "work": padded,
             "mfu": mfu(padded, runs["ours_padded"]["samples_per_s_median_step"], peak),
         }
-        result["ours_padded"]["note"] = "FLOPs scaled from ours by fed tokens (padded / grouped)"
     return result
 
 
@@ -410,12 +409,11 @@ def main(argv=None) -> dict:
 def _profiles(records, args) -> dict:
     config = recipe(args.batch_size, 2 + args.profile_steps, args.seed)
     profile = {
-        "grouped": profile_phases(records, config, args.profile_steps, warmup=2),
-        "padded": profile_phases(records, config, args.profile_steps, warmup=2, length_groups_on=False),
+        **{mode: profile_phases(records, config, args.profile_steps, 2, mode) for mode in PROFILED},
         "optimizer": optimizer_variants(),
         "operators": top_operators(records, recipe(args.batch_size, 3, args.seed)),
     }
-    print(f"profile: {json.dumps(profile['grouped']['median_s'])}", flush=True)
+    print(f"profile: {json.dumps(profile['packed']['median_s'])}", flush=True)
     return profile
 
 
@@ -425,15 +423,17 @@ def _write(results: dict, args) -> None:
     if args.plot:
         plot(results, Path(args.plot))
     if args.doc:
-        write_section(Path(args.doc), results, Path(args.plot).name if args.plot else None)
+        link = os.path.relpath(args.plot, Path(args.doc).parent) if args.plot else None
+        write_section(Path(args.doc), results, link)
     print(f"written: {args.out}" + (f", {args.doc}" if args.doc else "") + (f", {args.plot}" if args.plot else ""))
 
 
 # --- the docs section and the plot ----------------------------------------------------------------------------
 BEGIN, END = "<!-- training:begin -->", "<!-- training:end -->"
 TARGET = 1.25
+PROFILED = {"packed": "packed (default)", "grouped": "length-grouped", "padded": "padded (before)"}
 NAMES = {
-    "ours": "ours (length-grouped batches)",
+    "ours": "ours (packed batches)",
     "ours_padded": "ours, each batch padded to its longest text (before)",
     "st": "sentence-transformers `SentenceTransformerTrainer`",
 }
@@ -507,7 +507,7 @@ def _pair(name: str, pair: dict, r: dict) -> str:
         "ours_vs_st": "ours / sentence-transformers",
         "ours_vs_st_median_step": "ours / sentence-transformers, from the median step",
         "ours_vs_st_cpu": "ours / sentence-transformers, samples per CPU second",
-        "ours_vs_ours_padded": "ours / ours padded (gain of length grouping)",
+        "ours_vs_ours_padded": "ours / ours padded (gain of packing)",
         "ours_padded_vs_st": "ours padded / sentence-transformers",
     }
     for key, value in ratio.items():
@@ -528,31 +528,30 @@ def _pair(name: str, pair: dict, r: dict) -> str:
 
 
 def _profile(profile: dict, triplet: dict | None) -> str:
-    grouped, padded = profile["grouped"], profile["padded"]
+    first = profile["packed"]
     lines = [
         "### Where a step of ours goes",
         "",
         f"`bench/profile_train.py`: the loop's parts (task, optimizer, schedule) run one phase at a time, "
-        f"{grouped['steps']} steps after {grouped['warmup']} warm-up steps, median of each phase (ms).",
+        f"{first['steps']} steps after {first['warmup']} warm-up steps, median of each phase (ms), for each way "
+        "the text model can run a batch (the profiles run one after the other, not alternated).",
         "",
-        "| phase | length-grouped | share | padded to the longest (before) | share |",
-        "| --- | --- | --- | --- | --- |",
+        "| phase | " + " | ".join(f"{label} | share" for label in PROFILED.values()) + " |",
+        "| --- " * (1 + 2 * len(PROFILED)) + "|",
     ]
     for phase in PHASES:
-        lines.append(
-            f"| {phase.replace('_', ' ')} | {grouped['median_s'][phase] * 1000:.1f} | {grouped['share'][phase]:.1%} "
-            f"| {padded['median_s'][phase] * 1000:.1f} | {padded['share'][phase]:.1%} |"
-        )
+        cells = [f"{profile[m]['median_s'][phase] * 1000:.1f} | {profile[m]['share'][phase]:.1%}" for m in PROFILED]
+        lines.append(f"| {phase.replace('_', ' ')} | " + " | ".join(cells) + " |")
     lines.append(
-        f"| sum of medians | {grouped['sum_of_medians_s'] * 1000:.0f} | | {padded['sum_of_medians_s'] * 1000:.0f} | |"
+        "| sum of medians | " + " | ".join(f"{profile[m]['sum_of_medians_s'] * 1000:.0f} | " for m in PROFILED) + "|"
     )
     if triplet:
         steps = {n: statistics.median(s for run in e["wall"] for s in run) for n, e in triplet["runs"].items()}
         padded_step = f", padded {steps['ours_padded'] * 1000:.0f} ms" if "ours_padded" in steps else ""
         lines += [
             "",
-            f"For comparison, the median step of the real loop in the triplet runs above: length-grouped "
-            f"{steps['ours'] * 1000:.0f} ms{padded_step} (every step of every round).",
+            f"For comparison, the median step of the real loop in the triplet runs above: packed "
+            f"{steps['ours'] * 1000:.0f} ms{padded_step} (every step of every round, as busy as the machine was).",
         ]
     ops = ", ".join(f"`{op['name']}` {op['share']:.0%}" for op in profile["operators"][:8])
     opt = profile["optimizer"]["median_s"]
@@ -578,9 +577,10 @@ def _flops(r: dict) -> str:
         f"{first['repeats']}, measured {len(flops)} times (at the start, after each round, at the end): "
         f"{min(flops):.1f} to {max(flops):.1f} GFLOP/s as the load changed; MFU is against the highest, "
         f"{max(flops):.1f} GFLOP/s, and uses each run's median step (the speed of a trainer that has the cores, "
-        "as the peak is). FLOPs per step: `FlopCounterMode` over forward + backward of each trainer's own loss "
-        "on its first batches (the same seed as the runs); *unpadded*: the FLOPs of the same texts each run "
-        "alone (no padding at all), the work the step needs.",
+        "as the peak is). FLOPs per step: the mean over the timed steps' batches (each trainer's own sampler, "
+        "the seed of the runs) of forward + backward FLOPs, each forward pass counted as its rows times the "
+        "`FlopCounterMode` count of one row of its width; *unpadded*: the same texts each run alone (no padding "
+        "at all), the work the step needs. " + _check(r),
         "",
         "| pair | trainer | tokens / step | fed (with padding) | GFLOP / step executed | unpadded | "
         "achieved GFLOP/s | MFU executed | MFU unpadded |",
@@ -589,7 +589,7 @@ def _flops(r: dict) -> str:
     for name, pair in r["pairs"].items():
         for trainer, entry in pair["flops"].items():
             w, u = entry["work"], entry["mfu"]
-            fed = w["tokens_fed_padded"] if trainer == "ours_padded" else w["tokens_fed"]
+            fed = w["tokens_fed"]
             lines.append(
                 f"| {name} | {NAMES[trainer]} | {w['tokens']:.0f} | {fed:.0f} | {w['flops'] / 1e9:.0f} | "
                 f"{w['flops_unpadded'] / 1e9:.0f} | {u['achieved_flops_median'] / 1e9:.1f} | "
@@ -598,30 +598,55 @@ def _flops(r: dict) -> str:
     lines += [
         "",
         "MFU executed = FLOPs the step runs / median step time / peak; MFU unpadded counts only the FLOPs the "
-        "texts need, so it compares trainers on useful work. The padded variant's FLOPs are scaled from ours by "
-        "the tokens fed.",
+        "texts need, so it compares trainers on useful work.",
         "",
     ]
     return "\n".join(lines)
 
 
-def _waste(r: dict) -> str:
-    return """### The waste removed, and what is left
+def _check(r: dict) -> str:
+    """How FlopCounterMode over whole real steps compares with the per-pass sum."""
+    ratios_ = [
+        x for pair in r["pairs"].values() for e in pair["flops"].values() for x in e["work"]["counted_over_computed"]
+    ]
+    return (
+        f"Check: `FlopCounterMode` over whole steps (forward + backward of each trainer's loss) on the first "
+        f"{r['config']['flop_batches']} batches of each gives {min(ratios_):.4f} to {max(ratios_):.4f} times that sum "
+        "(the rest is the loss and the pooling)."
+    )
 
-- **Padding** (removed, `models/text.py`): Banking77 texts are 16 tokens on average but a batch of 64 was padded
-  to its longest text (often 40-60 tokens), so about two thirds of every forward and backward pass worked on
-  padding. A batch is now tokenised once and run in groups of similar length, each trimmed to its own longest
-  text; the groups are the cheapest cut of the length-sorted batch (dynamic programming, a fixed cost per extra
-  forward pass). Embeddings are those of the padded batch within float rounding (`tests/unit/test_text_model.py`);
-  in training mode dropout draws different masks for the same texts, as it does for any other batch order.
-- **Tokenisation** (kept): a few ms a batch, under 1 % of a step; caching token ids would save nothing
-  measurable. `max_seq_length` stays the model's 256: no Banking77 text comes near it, and a shorter one would
-  change the embeddings of long texts.
-- **Frozen parts** (nothing to do): frozen parameters have `requires_grad=False` and no gradient is computed for
-  them; with nothing frozen (the recipe), every parameter trains.
-- **In the loop** (`training/loop.py`, not changed here): the gradient norm is computed every step even without
-  clipping, and AdamW runs torch's default CPU implementation; the optimizer figures above give what
-  `foreach=True` / `fused=True` (already reachable through `optimizer_options`) or skipping the norm would save.
+
+def _waste(r: dict) -> str:
+    work = r["pairs"]["triplet"]["flops"] if "triplet" in r["pairs"] else None
+    fed = ""
+    if work and "ours_padded" in work:
+        ours, padded = work["ours"]["work"], work["ours_padded"]["work"]
+        fed = (
+            f" On the counted batches: {ours['tokens']:.0f} tokens of text a step, {padded['tokens_fed']:.0f} fed "
+            f"padded, {ours['tokens_fed']:.0f} packed."
+        )
+    return f"""### The waste removed, and what is left
+
+- **Padding** (removed, `models/text.py`): Banking77 texts are 16 tokens on average, but a batch of 64 was padded
+  to its longest text, so most of every forward and backward pass worked on padding. The text model now packs
+  the texts of a batch end to end into rows as wide as its longest text (first fit, longest first), each text with
+  its own positions and token types and a block-diagonal attention mask, and runs them in one forward pass; the
+  token embeddings go back to the padded layout for the chain's own pooling.{fed} Encoders that cannot take
+  position ids and a 4D mask (not BERT-type, or not SDPA attention) run the batch in groups of similar length
+  instead, one forward pass per group. Packing is the default because it keeps one forward pass per step: with
+  several passes the number of operators per step triples, and when other processes hold the cores every operator
+  waits for both threads to be scheduled, which cost the grouped version most of its gain under heavy load.
+  Embeddings and gradients are those of the padded batch within float rounding (`tests/unit/test_text_model.py`);
+  in training mode dropout draws other masks, as it does for any other batch order.
+- **Tokenisation** (kept): a few ms a batch, under 1 % of a step (the profile); caching token ids would save
+  nothing measurable. `max_seq_length` stays the model's 256: no Banking77 text comes near it, and a shorter one
+  would change the embeddings of long texts.
+- **Frozen parts** (nothing to do): frozen parameters have `requires_grad=False` and get no gradient; the recipe
+  freezes nothing.
+- **Outside the model** (`training/loop.py`, `training/optimizers.py`, not changed here): the gradient norm is
+  computed every step even without clipping, and AdamW runs torch's default CPU implementation; the optimizer
+  figures above give what `fused=True` (already reachable through `optimizer_options`) or skipping the norm would
+  save a step.
 """
 
 
@@ -632,9 +657,8 @@ NOT_SHOWN = """What these figures do not show:
   that saw similar load; the profile and the FLOP counts are single passes, not alternated.
 - Longer training: 30 steps of 64 texts is a throughput test, not a recipe; the quality columns show that the
   speed does not cost quality after the same number of steps, not which recipe is best.
-- Other data: the gain of length grouping depends on how much texts in a batch differ in length; for texts of
-  similar length (or all at `max_seq_length`) the groups collapse to one and ours computes what a padded batch
-  does.
+- Other data: the gain depends on how much the texts of a batch differ in length; texts all near the batch's
+  longest leave little padding to remove.
 - GPUs and bf16: fp32 on the CPU only. On this CPU the recipe's `precision="auto"` picks bf16 (it has
   AVX512-BF16), which these figures do not measure; MFU is against the fp32 matmul peak.
 - Setup: model loading, the trainers' construction and the evaluation are outside the timed steps.
@@ -642,7 +666,7 @@ NOT_SHOWN = """What these figures do not show:
 
 
 def plot(results: dict, path: Path) -> None:
-    """Samples/s of every run by round, and the phases of a step of ours (grouped vs padded)."""
+    """Samples/s of every run by round, and the phases of a step of ours (packed, grouped, padded)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -670,7 +694,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def _plot_profile(axis, profile: dict) -> None:
-    columns = {"grouped": "length-grouped", "padded": "padded (before)"}
+    columns = PROFILED
     for x, key in enumerate(columns):
         bottom = 0.0
         for colour, phase in enumerate(PHASES):
