@@ -42,9 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="the shared data folder")
     parser.add_argument("--quick", action="store_true", help="2 steps instead of --steps")
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=90)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each variant, alternated (>= 3)")
-    parser.add_argument("--train-per-class", type=int, default=4, help="Banking77 train rows of each class")
+    parser.add_argument("--train-per-class", type=int, default=40, help="Banking77 train rows of each class")
     parser.add_argument("--eval-per-class", type=int, default=3, help="Banking77 test rows of each class")
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--doc", default=str(DOC), help="'' to leave the docs alone")
@@ -254,8 +254,11 @@ def render(r: dict) -> str:
         "",
         "What these figures do not show:",
         "",
-        "- A large fit: the fit is deliberately small, so the fixed costs (upload, queue, start of the worker, "
-        "saving) weigh more than they would in a fit of minutes or hours, where the ratio tends to 1.",
+        "- Smaller or larger fits: the Flow's fixed costs (submission, saving the artifact, the client's polling, "
+        "the training checkpoint written when training ends for crash safety, and the rest above) are about 2 s, "
+        "so they weigh more in a fit of a few seconds (`--steps 10 --train-per-class 4`, 308 rows: "
+        "A / B = 2.03 median, `bench/results/flow_overhead_10_steps.json`) and less in a fit of minutes or hours, "
+        "where the ratio tends to 1.",
         "- Repeated uploads: the client stores a data set once; after the first round the same data is found "
         "stored, so later rounds' submission is mostly the check and the /fit request.",
         "- A quiet machine: the 2 cores are shared with other work (load average above; a load over 2 means "
