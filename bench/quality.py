@@ -129,6 +129,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None, help="override every benchmark's steps")
     parser.add_argument("--train-size", type=int, default=None, help="override the training slice's size")
     parser.add_argument("--eval-size", type=int, default=None, help="override the evaluation slice's size")
+    parser.add_argument("--seed", type=int, default=None, help=f"override the seed ({COMMON['seed']}) of both trainers")
     parser.add_argument("--results", default=str(RESULTS), help="folder of the JSON results and plot")
     parser.add_argument("--doc", default=str(DOC), help="'' to leave the docs alone")
     return parser.parse_args(argv)
@@ -139,6 +140,8 @@ def settings_of(bench: Benchmark, args) -> tuple[dict, Budget]:
     settings = {**budget.settings}
     if args.max_steps:
         settings["max_steps"] = args.max_steps
+    if args.seed is not None:
+        settings["seed"] = args.seed
     if args.train_size is not None:
         budget = replace(budget, train_size=args.train_size)
     if args.eval_size is not None:
@@ -161,7 +164,7 @@ def run_benchmark(name: str, args) -> dict:
         "metrics": list(bench.metric_names),
         "quick": args.quick,
         "data": described,
-        "settings": {**settings, **{k: v for k, v in COMMON.items() if k != "device"}},
+        "settings": {**{k: v for k, v in COMMON.items() if k != "device"}, **settings},
         "machine": describe_machine(),
         "command": " ".join(["python", "bench/quality.py", *(sys.argv[1:] if __name__ == "__main__" else [])]),
     }

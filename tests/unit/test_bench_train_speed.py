@@ -17,7 +17,7 @@ def test_train_speed_benchmark_writes_its_results_and_section(data_dir, tmp_path
     doc = tmp_path / "BENCHMARKS.md"
     doc.write_text("# Benchmarks\n\nkept as it is\n", encoding="utf-8")
     out, plot = tmp_path / "train_speed.json", tmp_path / "train_speed.png"
-    small = ["--steps", "1", "--warmup", "1", "--rounds", "1", "--test-per-class", "1", "--flop-batches", "1"]
+    small = ["--steps", "1", "--warmup", "1", "--rounds", "1", "--test-per-class", "2", "--flop-batches", "1"]
     train_speed.main(
         [*small, "--profile-steps", "1", "--pairs", "triplet", "infonce", "--data", str(data_dir)]
         + ["--out", str(out), "--doc", str(doc), "--plot", str(plot)]
@@ -28,7 +28,7 @@ def test_train_speed_benchmark_writes_its_results_and_section(data_dir, tmp_path
     for pair, compared in results["pairs"].items():
         assert {"ours", "st"} <= set(compared["runs"]), pair
         assert {"runs", "ratio", "flops"} <= set(compared), pair
-    assert results["data"]["train_rows"] == 10003 and results["data"]["test_rows"] == 77
+    assert results["data"]["train_rows"] == 10003 and results["data"]["test_rows"] == 154
     assert set(results["profile"]) >= {"packed", "grouped", "padded", "optimizer", "operators"}
     assert plot.stat().st_size > 0
     text = doc.read_text(encoding="utf-8")
