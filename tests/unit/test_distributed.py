@@ -247,19 +247,27 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -
 
 
 def assert_same_weights(one: dict, two: dict, start: dict) -> None:
-    """Each weight of the two runs differs by at most 1e-3 of how far training moved it, and training moved them.
+    """The two runs' weights differ by at most 1e-3 of how far training moved them, over the whole model, and by at
+    most 5e-3 in any one tensor; training moved them.
 
-    Attention key biases are left out: softmax ignores a shift shared by every key, so their gradient is zero
-    in exact arithmetic and AdamW turns its rounding noise into steps of up to the learning rate; the
-    embeddings the two models give are compared instead (:func:`assert_same_embeddings`).
+    Float rounding differs between the runs (each process embeds its own share of the batch, packed into rows of
+    its own), and AdamW scales a parameter's step by its own gradient's size, so a tensor whose gradient is small
+    (a bias) turns the same rounding into a larger share of its change than the model as a whole. Attention key
+    biases are left out: softmax ignores a shift shared by every key, so their gradient is zero in exact
+    arithmetic and AdamW turns its rounding noise into steps of up to the learning rate; the embeddings the two
+    models give are compared instead (:func:`assert_same_embeddings`).
     """
     assert one.keys() == two.keys()
     moved = [name for name in one if not torch.equal(one[name], start[name])]
     assert moved, "training changed no weight"
-    for name in moved:
-        if not name.endswith(SHIFT_INVARIANT):
-            ratio = relative_difference(two[name], one[name], one[name] - start[name])
-            assert ratio <= 1e-3, f"{name}: the runs differ by {ratio:.2e} of the training's change"
+    compared = [name for name in moved if not name.endswith(SHIFT_INVARIANT)]
+    for name in compared:
+        ratio = relative_difference(two[name], one[name], one[name] - start[name])
+        assert ratio <= 5e-3, f"{name}: the runs differ by {ratio:.2e} of the training's change"
+    flat = {run: torch.cat([weights[name].flatten() for name in compared]) for run, weights in (("1", one), ("2", two))}
+    change = torch.cat([(one[name] - start[name]).flatten() for name in compared])
+    ratio = relative_difference(flat["2"], flat["1"], change)
+    assert ratio <= 1e-3, f"the runs differ by {ratio:.2e} of the training's change over the whole model"
     for name in set(one) - set(moved):
         assert torch.equal(two[name], start[name]), f"{name} is fixed in one process, not in two"
 
