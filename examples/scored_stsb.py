@@ -1,7 +1,7 @@
 """Fine-tune all-MiniLM-L6-v2 on STS-B scored sentence pairs through the default Flow, and show the gain in
 Spearman correlation.
 
-Starts flow.yml (gRPC on 127.0.0.1:PORT), logs in, writes the first pairs of STS-B's training set as a
+Starts flow.yml (gRPC on 127.0.0.1:PORT), logs in, writes pairs drawn from STS-B's training set as a
 ``sentence1,sentence2,score`` CSV (scores 0..5), fits with the scored pairs' default loss (CoSENTLoss), prints the
 Spearman and Pearson correlations between the cosine of each test pair and its gold score before and after,
 saves the tuned model and stops the Flow.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -29,9 +30,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("FINETUNER_DATA_DIR"), help="holds stsb/")
     parser.add_argument("--port", type=int, default=int(os.environ.get("FINETUNER_PORT", 54324)))
-    parser.add_argument("--train-size", type=int, default=2000, help="first pairs of sts-train.csv")
-    parser.add_argument("--eval-size", type=int, default=0, help="first pairs of sts-test.csv (0: all 1,379)")
+    parser.add_argument("--train-size", type=int, default=0, help="pairs drawn from sts-train.csv (0: all 5,749)")
+    parser.add_argument("--eval-size", type=int, default=0, help="pairs drawn from sts-test.csv (0: all 1,379)")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--out", default="outputs/stsb")
     args = parser.parse_args(argv)
@@ -40,14 +43,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def write_pairs(source: Path, target: Path, size: int) -> Path:
-    """The first ``size`` pairs (all when 0) of an STS-B file as ``sentence1,sentence2,score`` rows.
+def write_pairs(source: Path, target: Path, size: int, seed: int = 0) -> Path:
+    """``size`` pairs drawn at random (all when 0) from an STS-B file, as ``sentence1,sentence2,score`` rows.
 
     STS-B files are tab-separated without a header: genre, file, year, id, score, sentence1, sentence2 (some
-    lines carry extra trailing fields)."""
+    lines carry extra trailing fields). They are sorted by genre, so the first rows alone would be image captions
+    only."""
     with open(source, encoding="utf-8") as file:
         rows = [line.rstrip("\n").split("\t") for line in file if line.strip()]
-    rows = rows[:size] if size else rows
+    rows = random.Random(seed).sample(rows, size) if 0 < size < len(rows) else rows
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
@@ -71,7 +75,8 @@ def main(argv=None) -> int:
             train_data=str(train_csv),
             eval_data=str(eval_csv),
             epochs=args.epochs,
-            batch_size=32,
+            batch_size=args.batch_size,
+            precision=args.precision,
             monitor="spearman",
             **options,
         )

@@ -81,8 +81,8 @@ class FitConfig(BaseModel):
     )
     keep_best_model: bool = Field(
         True,
-        description="with periodic evaluation of a metric monitor: hand back the best model seen, never "
-        "one worse than the pretrained model",
+        description="with a metric monitor and evaluation data: hand back the best model measured (every "
+        "eval_every_steps steps when set, and when training ends), never one worse than the pretrained model",
     )
     epochs: int = Field(1, ge=1, description="passes over the training data")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (None: epochs decide)")

@@ -139,8 +139,24 @@ def test_evaluation_runs_every_n_steps_and_per_epoch_and_fills_the_state():
 
 
 def test_evaluation_needs_a_schedule():
-    with pytest.raises(ValueError, match="every_steps or per_epoch"):
+    with pytest.raises(ValueError, match="every_steps, per_epoch or at_end"):
         EvaluationCallback(dict)
+
+
+def test_evaluation_at_end_measures_the_last_step_once():
+    from finetuner_core.training.state import TrainState
+
+    calls = []
+    callback = EvaluationCallback(lambda: calls.append(1) or {"mrr@10": 0.5}, every_steps=2, at_end=True)
+    state = TrainState()
+    for step in (1, 2):
+        state.step = step
+        callback.on_step_end(state)
+    callback.on_train_end(state)
+    assert len(calls) == 1 and state.metrics_step == 2, "step 2 was just measured"
+    state.step = 3
+    callback.on_train_end(state)
+    assert len(calls) == 2 and state.metrics_step == 3 and state.metrics == {"mrr@10": 0.5}
 
 
 # --- BestModelCheckpoint --------------------------------------------------------------------------------------

@@ -39,6 +39,22 @@ def test_a_run_evaluates_trains_and_saves_its_artifact(tmp_path, data, minilm):
     assert not np.allclose(tuned.encode(texts, normalize_embeddings=True), minilm.encode(texts), atol=1e-4)
 
 
+def test_a_metric_monitor_keeps_the_pretrained_model_when_training_makes_it_worse(tmp_path, data):
+    store = RunStore(tmp_path)
+    config = FitConfig(
+        batch_size=16, epochs=2, max_steps=4, learning_rate=5e-3, monitor="precision@1", eval_ks=[1, 5], device="cpu"
+    )
+    run_id = store.create(config, *data)
+    execute_run(store, run_id)
+    metrics = store.metrics(run_id)
+    assert list(metrics) == ["before", "step 4", "after"], "the trained model is measured when training ends"
+    assert metrics["step 4"]["precision@1"] < metrics["before"]["precision@1"], "a learning rate that harms"
+    assert metrics["after"] == metrics["before"], "the run hands back the pretrained model"
+    messages = [entry["message"] for entry in store.logs(run_id)]
+    kept = [m for m in messages if m.startswith("keeping the best model")]
+    assert kept and "before training (the pretrained model)" in kept[0] and "at step 4" in kept[0]
+
+
 def test_a_failing_run_is_recorded_as_failed(tmp_path, data):
     store = RunStore(tmp_path)
     run_id = store.create(FitConfig(model=str(tmp_path / "missing-model")), *data)

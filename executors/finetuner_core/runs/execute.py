@@ -134,7 +134,8 @@ def _callbacks(store, run_id, config, model, eval_data, before, log, should_stop
     WiSE-FT (on the model that is saved, so after the best model is restored), the experiment loggers."""
     callbacks: list[Callback] = [LoggingCallback(log, config.log_every), StopCallback(should_stop)]
     periodic = bool(eval_data) and config.eval_every_steps is not None
-    if periodic:
+    keep_best = bool(eval_data) and config.keep_best_model and config.monitor != "loss"
+    if periodic or keep_best:  # a metric monitor is also checked when training ends, to keep the best model
 
         def evaluate() -> dict:
             model.eval()
@@ -146,10 +147,13 @@ def _callbacks(store, run_id, config, model, eval_data, before, log, should_stop
         def record(step: int, metrics: dict) -> None:
             _record(store, run_id, f"step {step}", metrics, log)
 
-        callbacks.append(EvaluationCallback(evaluate, config.eval_every_steps, initial=before, on_metrics=record))
+        evaluation = EvaluationCallback(
+            evaluate, config.eval_every_steps, initial=before, on_metrics=record, at_end=keep_best
+        )
+        callbacks.append(evaluation)
     callbacks.append(EarlyStopping(config.monitor, config.early_stopping_patience, config.monitor_mode))
-    if periodic and config.keep_best_model and config.monitor != "loss":
-        callbacks.append(BestModelCheckpoint(model, config.monitor, config.monitor_mode))
+    if keep_best:
+        callbacks.append(BestModelCheckpoint(model, config.monitor, config.monitor_mode, log=log))
     if config.wise_ft_alpha is not None:
         callbacks.append(WiSEFT(model, config.wise_ft_alpha, log))
     params, name = config.model_dump(mode="json"), config.run_name or run_id

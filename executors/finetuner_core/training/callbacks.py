@@ -74,7 +74,8 @@ class StopCallback(Callback):
 
 
 class EvaluationCallback(Callback):
-    """Calls ``evaluate()`` every ``every_steps`` steps and/or after every epoch; its metrics go to the state.
+    """Calls ``evaluate()`` every ``every_steps`` steps, after every epoch (``per_epoch``) and/or when training ends
+    (``at_end``, unless the last step was just evaluated); its metrics go to the state.
 
     ``initial`` (the metrics of the model before training, when known) is put in the state at train begin, so
     that monitors can compare with the pretrained model. ``on_metrics(step, metrics)`` receives each
@@ -88,10 +89,11 @@ class EvaluationCallback(Callback):
         per_epoch: bool = False,
         initial: dict[str, float] | None = None,
         on_metrics: Callable[[int, dict[str, float]], None] = lambda step, metrics: None,
+        at_end: bool = False,
     ):
-        if every_steps is None and not per_epoch:
-            raise ValueError("EvaluationCallback needs every_steps or per_epoch")
-        self.evaluate, self.every_steps, self.per_epoch = evaluate, every_steps, per_epoch
+        if every_steps is None and not per_epoch and not at_end:
+            raise ValueError("EvaluationCallback needs every_steps, per_epoch or at_end")
+        self.evaluate, self.every_steps, self.per_epoch, self.at_end = evaluate, every_steps, per_epoch, at_end
         self.initial, self.on_metrics = initial, on_metrics
 
     def on_train_begin(self, state: TrainState) -> None:
@@ -104,6 +106,10 @@ class EvaluationCallback(Callback):
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self.per_epoch and state.metrics_step != state.step and not state.failed:
+            self._run(state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.at_end and state.metrics_step != state.step and not state.failed:
             self._run(state)
 
     def _run(self, state: TrainState) -> None:
@@ -206,8 +212,9 @@ class BestModelCheckpoint(Callback):
         mode: Literal["min", "max"] = "max",
         directory: str | Path | None = None,
         include_initial: bool = True,
+        log: Callable[[str], None] = lambda message: None,
     ):
-        self.model = model
+        self.model, self.log = model, log
         self.watch = Monitor(monitor, mode)
         self.path = Path(directory) / "best.pt" if directory is not None else None
         self.include_initial = include_initial
@@ -234,6 +241,12 @@ class BestModelCheckpoint(Callback):
             return
         weights = torch.load(self.path, weights_only=True) if self.path else self._weights
         self.model.load_state_dict(weights)
+        last = state.metrics.get(self.watch.monitor)
+        when = "before training (the pretrained model)" if self.best_step == 0 else f"at step {self.best_step}"
+        self.log(
+            f"keeping the best model, {self.watch.monitor} {self.best:.4f} {when}; at step {state.step}: "
+            + (f"{last:.4f}" if isinstance(last, int | float) else "not measured")
+        )
         state.metrics, state.metrics_step = dict(self.best_metrics), self.best_step
 
     def state_dict(self) -> dict[str, Any]:
