@@ -46,7 +46,8 @@ def write_section(path: Path, results: dict) -> None:
 
 
 def render(r: dict) -> str:
-    return "\n".join([_intro(r), _exact(r), _reference(r), _approximate(r), NOT_SHOWN])
+    plot = "![exact and approximate search](../bench/results/search.png)\n"
+    return "\n".join([_intro(r), _exact(r), _reference(r), _approximate(r), plot, NOT_SHOWN])
 
 
 def _intro(r: dict) -> str:

@@ -40,6 +40,7 @@ from measure import (  # noqa: E402
     timed,
 )
 from report import write_section  # noqa: E402
+from search_plot import plot  # noqa: E402
 from synthetic import QUERY_NOISE, Queries, clustered_corpus, noisy_queries  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.json"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"), help="'' to leave the docs alone")
+    parser.add_argument("--plot", default=str(ROOT / "bench" / "results" / "search.png"), help="'' for none")
+    parser.add_argument("--render", action="store_true", help="only redraw the plot and the docs from --out")
     return parser.parse_args(argv)
 
 
@@ -165,6 +168,10 @@ def approximate_runs(index: Index, setting: str, values: list[int], query_sets, 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.render:
+        results = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        _write(results, args)
+        return results
     results: dict = {"machine": machine(), "command": " ".join(["python", "bench/search.py", *sys.argv[1:]])}
     results["config"] = {k: v for k, v in vars(args).items() if k not in ("out", "doc")}
     results["load_average_start"] = load_average()
@@ -202,10 +209,16 @@ def main(argv=None) -> dict:
     results["load_average_end"] = load_average()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    _write(results, args)
+    return results
+
+
+def _write(results: dict, args) -> None:
+    if args.plot:
+        plot(results, Path(args.plot))
     if args.doc:
         write_section(Path(args.doc), results)
-    print(f"written: {args.out}" + (f", {args.doc}" if args.doc else ""))
-    return results
+    print(f"written: {args.out}" + (f", {args.plot}" if args.plot else "") + (f", {args.doc}" if args.doc else ""))
 
 
 if __name__ == "__main__":
