@@ -2,6 +2,7 @@ import csv
 import os
 import random
 import socket
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,11 +55,25 @@ def minilm():
     return build_model("all-MiniLM-L6-v2", None, "cpu")
 
 
-@pytest.fixture
-def free_port() -> int:
+def unused_port() -> int:
+    """A 127.0.0.1 port nothing listens on now (the OS picks it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    return unused_port()
+
+
+@pytest.fixture(scope="session")
+def bench_scripts():
+    """The benchmark scripts of bench/ importable by name (they import each other so)."""
+    path = str(ROOT / "bench")
+    sys.path.insert(0, path)
+    yield ROOT / "bench"
+    sys.path.remove(path)
 
 
 def cifar10_files(data_dir: Path, classes: int, per_class: int, start: int = 0) -> list[tuple[Path, str]]:
@@ -70,12 +85,10 @@ def cifar10_files(data_dir: Path, classes: int, per_class: int, start: int = 0) 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory):
     """The default Flow (flow.yml) in its own process, on a free 127.0.0.1 port with its own workspace; the client
-    is logged in. The Flow's output is in ``<workspace>/../flow.log``."""
+    is logged in. The Flow's output is in ``<workspace>-flow.log`` beside the workspace folder."""
     from flow_process import connect, start_flow, stop_flow
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = unused_port()
     workspace = tmp_path_factory.mktemp("workspace")
     os.environ["FINETUNER_WORKSPACE"] = str(workspace)
     token = user_token(workspace, "alice")

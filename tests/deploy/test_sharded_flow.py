@@ -3,7 +3,6 @@ index with the real MiniLM, and the merged answer equals the unsharded search ex
 
 import json
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import yaml
 from docarray import DocList
 from jina import Client, Flow
 
-from conftest import ROOT, banking77_slice, user_token
+from conftest import ROOT, banking77_slice, unused_port, user_token
 from finetuner_core.evaluation.search import SearchOptions, SliceCache, docs_index, merge_search_answers, search_shard
 from finetuner_core.wire import FinetunerDoc
 
@@ -23,9 +22,7 @@ K = 8
 @pytest.fixture(scope="module")
 def sharded_flow(tmp_path_factory):
     """flow.yml's executors, the evaluator split in two shards, on a free 127.0.0.1 port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = unused_port()
     workspace = tmp_path_factory.mktemp("workspace")
     os.environ["FINETUNER_WORKSPACE"] = str(workspace)
     token = user_token(workspace, "alice")

@@ -1,11 +1,10 @@
 """Every example runs end to end through its own Flow, at reduced sizes."""
 
 import importlib.util
-import socket
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, unused_port
 
 pytestmark = pytest.mark.slow
 
@@ -15,12 +14,6 @@ def load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -37,7 +30,7 @@ def port() -> str:
 )
 def test_example_runs(name, arguments, data_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    code = load(name).main(["--data-dir", str(data_dir), "--port", port(), "--out", str(out), *arguments])
+    code = load(name).main(["--data-dir", str(data_dir), "--port", str(unused_port()), "--out", str(out), *arguments])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert ("spearman" if name == "scored_stsb" else "precision@1") in printed and "Flow stopped." in printed

@@ -1,17 +1,12 @@
 """The quality benchmark's code path on a tiny Banking77 slice: both trainers, the JSON, the plot, the section."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
-
 
 @pytest.mark.slow
-def test_quality_benchmark_writes_its_results_and_section(data_dir, tmp_path):
+def test_quality_benchmark_writes_its_results_and_section(bench_scripts, data_dir, tmp_path):
     import quality
 
     doc = tmp_path / "BENCHMARKS.md"
@@ -38,7 +33,7 @@ def test_quality_benchmark_writes_its_results_and_section(data_dir, tmp_path):
     assert "| banking77 | quick | precision@1 |" in text and "**Reduced budget (`--quick`)**" in text
 
 
-def test_every_benchmark_has_a_budget_and_a_data_reader():
+def test_every_benchmark_has_a_budget_and_a_data_reader(bench_scripts):
     import quality
 
     from finetuner_core.config import FitConfig

@@ -2,14 +2,9 @@
 plot and the section; and the plot and section redrawn from the JSON alone."""
 
 import json
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
 
 
-def test_search_benchmark_writes_its_results_plot_and_section(tmp_path):
+def test_search_benchmark_writes_its_results_plot_and_section(bench_scripts, tmp_path):
     import search
 
     doc, out, plot = tmp_path / "BENCHMARKS.md", tmp_path / "search.json", tmp_path / "search.png"

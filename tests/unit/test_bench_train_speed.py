@@ -1,17 +1,12 @@
 """The training-speed benchmark's code path at the smallest size: both pairs, the JSON, the plot, the section."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
-
 
 @pytest.mark.slow
-def test_train_speed_benchmark_writes_its_results_and_section(data_dir, tmp_path):
+def test_train_speed_benchmark_writes_its_results_and_section(bench_scripts, data_dir, tmp_path):
     import train_speed
 
     doc = tmp_path / "BENCHMARKS.md"

@@ -2,13 +2,13 @@
 
 import argparse
 import os
-import socket
 import stat
 import subprocess
 import sys
 
 import pytest
 
+from conftest import unused_port
 from finetuner import cli
 from finetuner.errors import ConnectionFailedError, NotLoggedInError, ServerError
 from finetuner_core.config import ConfigError, parse_fit_config
@@ -168,14 +168,8 @@ def test_a_fit_that_is_valid_but_not_logged_in_exits_3(capsys, tmp_path):
     assert_one_error_line(err, "not logged in")
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_flow_that_does_not_answer_exits_3(capsys, monkeypatch):
-    host = f"grpc://127.0.0.1:{closed_port()}"
+    host = f"grpc://127.0.0.1:{unused_port()}"
     monkeypatch.setenv("FINETUNER_HOST", host)
     code, out, err = run(capsys, "runs", "list")
     assert code == cli.UNREACHABLE and out == ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from conftest import banking77_slice, cifar10_files
+from conftest import banking77_slice, cifar10_files, unused_port
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
 from finetuner_core.data import LabeledItem
 from finetuner_core.data.images import load_image
@@ -233,9 +232,7 @@ def records(data_dir):
 def two_processes(records, tmp_path_factory) -> list[dict]:
     """Every case trained (and its gradient taken) by two gloo processes, in one spawn: a result per rank."""
     out = tmp_path_factory.mktemp("two-processes")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = unused_port()
     mp.spawn(_two_process_worker, (port, records, str(out)), nprocs=WORLD)
     return [torch.load(out / f"{rank}.pt") for rank in range(WORLD)]
 

@@ -106,17 +106,18 @@ def _csv_rows(doc, modality: str, options: CSVOptions, files: dict) -> list[tupl
     if modality == "image":
         return [(where, _attached(cells[0], files), cells[1]) for where, cells in rows]
     pairs = [_pair_cells(where, cells, files) for where, cells in rows]
-    problems = [Problem(pair[0], pair[1]) for pair in pairs if len(pair) == 2]
+    reason = "a text-image row needs one image path (or data URI) and one text"
+    problems = [Problem(where, reason) for (where, _), pair in zip(rows, pairs, strict=True) if pair is None]
     if problems:
         raise DataError(name, problems)
     return pairs
 
 
-def _pair_cells(where: str, cells: list[str], files: dict) -> tuple:
-    """``(where, image, text)``, or ``(where, reason)`` for a row without exactly one image reference."""
+def _pair_cells(where: str, cells: list[str], files: dict) -> tuple[str, Any, Any] | None:
+    """``(where, image, text)``; None for a row without exactly one image reference."""
     is_image = [looks_like_image_reference(cell) for cell in cells]
     if is_image.count(True) != 1:
-        return where, "a text-image row needs one image path (or data URI) and one text"
+        return None
     image, text = (cells[0], cells[1]) if is_image[0] else (cells[1], cells[0])
     return where, _attached(image, files), text
 
