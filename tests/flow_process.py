@@ -36,6 +36,16 @@ def start_flow(workspace: Path, port: int, log: Path | None = None) -> subproces
             output.close()
 
 
+def start_supervised(workspace: Path, port: int, log: Path, *options: str) -> subprocess.Popen:
+    """The Flow of ``flow.yml`` under its supervisor (``python -m finetuner_core.serve``), as a service runs it,
+    in a process group of its own; the supervisor's and the Flow's output in ``log``."""
+    env = {**os.environ, "FINETUNER_WORKSPACE": str(workspace)}
+    env.pop("JINA_MP_START_METHOD", None)
+    command = [sys.executable, "-m", "finetuner_core.serve", "flow.yml", "--port", str(port), *options]
+    with open(log, "ab") as output:
+        return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True, stdout=output, stderr=output)
+
+
 def connect(port: int, token: str, flow: subprocess.Popen | None = None, timeout_s: float = 300) -> None:
     """Log the client in as soon as the Flow answers; fails at once if ``flow`` exits first."""
     deadline = time.monotonic() + timeout_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,11 @@ from finetuner.run import FINAL, Run
 from finetuner.transport import Transport
 from finetuner_core.config import FitConfig, parse_fit_config
 from finetuner_core.data.checks import shape
-from finetuner_core.data.intake import parse_fit_data
+from finetuner_core.data.intake import parse_data, parse_fit_data
 from finetuner_core.data.records import LabeledItem
 from finetuner_core.models import EmbeddingModel, ModelOptions
 from finetuner_core.models import build_model as core_build_model
-from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, list_backbones
+from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, check_available, list_backbones
 from finetuner_core.runs.store import RUN_ID
 from finetuner_core.storage.datasets import DATASET_ID
 
@@ -30,14 +31,18 @@ UNSET: Any = object()
 _session: dict[str, Transport] = {}
 
 
-def login(host: str | None = None, token: str | None = None, timeout_s: float = 10.0) -> None:
-    """Connect to a Flow at ``host`` (``grpc://HOST:PORT``; default: $FINETUNER_HOST) and check it answers."""
+def login(host: str | None = None, token: str | None = None, timeout_s: float = 10.0, verify: bool = True) -> None:
+    """Connect to a Flow at ``host`` (``grpc://HOST:PORT``; default: $FINETUNER_HOST), check it answers and (unless
+    ``verify=False``) that it knows the token (default: $FINETUNER_TOKEN): a wrong one fails here, with
+    :class:`ServerError`."""
     host = host or os.environ.get(HOST_VARIABLE)
     if not host:
         raise NotLoggedInError(f"no Flow address: pass finetuner.login(host='grpc://HOST:PORT') or set {HOST_VARIABLE}")
     transport = Transport(host, token or os.environ.get(TOKEN_VARIABLE))
     if not transport.is_ready(timeout_s):
         raise ConnectionFailedError(f"no Flow answers at {host}; start one with `jina flow --uses flow.yml`")
+    if verify:
+        transport.result("/runs/list", limit=1)  # the trainer checks the token
     _session["transport"] = transport
 
 
@@ -86,6 +91,8 @@ def fit(
         num_items_per_class=num_items_per_class,
     )
     config = _config(model, {**{k: v for k, v in named.items() if v is not UNSET}, **options})
+    train_data, eval_data = _readable_twice(train_data), _readable_twice(eval_data)
+    _check_before_upload(train_data, eval_data, config)
     parameters = {"config": config.model_dump(mode="json"), "experiment": experiment_name}
     parameters["train_dataset"] = _dataset_id(train_data, config, "train", quiet)
     if eval_data is not None:
@@ -102,11 +109,31 @@ def check_data(train_data: Any, eval_data: Any = None, model: str = DEFAULT_TEXT
     text-image, query-doc or scored; ``classes`` for labeled items only).
     """
     config = _config(model, dict(options))
-    labeled = config.csv_options.is_labeled
-    docs = to_wire_docs(train_data, "train", config.modality, labeled)
-    if eval_data is not None:
-        docs += to_wire_docs(eval_data, "eval", config.modality, labeled)
+    model_options = config.model_options
+    check_available(config.model, model_options.weights, model_options.pretrained)
+    docs = _split_docs({"train": train_data, "eval": eval_data}, config)
     return {split: _describe(records) for split, records in parse_fit_data(docs, config).items()}
+
+
+def _check_before_upload(train_data: Any, eval_data: Any, config: FitConfig) -> None:
+    """Every check the Flow runs on data that is not a dataset id yet, before any of it is sent."""
+    eval_data = None if _is_dataset_id(eval_data) else eval_data
+    if not _is_dataset_id(train_data):
+        parse_fit_data(_split_docs({"train": train_data, "eval": eval_data}, config), config)
+    elif eval_data is not None:
+        docs = _split_docs({"eval": eval_data}, config)
+        parse_data(docs, config.modality, config.csv_options, 1, required=("eval",), model=config.model)
+
+
+def _readable_twice(data: Any) -> Any:
+    """Data read once to check it and once to upload it: an iterator becomes a list."""
+    return list(data) if isinstance(data, Iterator) else data
+
+
+def _split_docs(data: dict[str, Any], config: FitConfig) -> list:
+    """The documents of each split's data (None: no such split)."""
+    labeled = config.csv_options.is_labeled
+    return [doc for split, value in data.items() for doc in to_wire_docs(value, split, config.modality, labeled)]
 
 
 def _describe(records: list) -> dict[str, Any]:
@@ -131,8 +158,12 @@ def delete_dataset(dataset_id: str) -> None:
     _transport().result("/datasets/delete", dataset_id=dataset_id)
 
 
+def _is_dataset_id(data: Any) -> bool:
+    return isinstance(data, str) and bool(DATASET_ID.match(data)) and not Path(data).exists()
+
+
 def _dataset_id(data: Any, config: FitConfig, split: str, quiet: bool) -> str:
-    if isinstance(data, str) and DATASET_ID.match(data) and not Path(data).exists():
+    if _is_dataset_id(data):
         return data
     return datasets.upload(_transport(), data, config, _default_name(data, split), quiet)["id"]
 

@@ -29,6 +29,7 @@ from finetuner.errors import ConnectionFailedError, FinetunerError, NotLoggedInE
 from finetuner.progress import follow
 from finetuner_core.config import ConfigError
 from finetuner_core.data.errors import DataError
+from finetuner_core.models.registry import ModelNotAvailableError
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 STATUSES = ("CREATED", "QUEUED", "STARTED", "FINISHED", "FAILED", "CANCELLED")
@@ -133,9 +134,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     if not host:
         raise UsageError(f"login needs --host grpc://HOST:PORT (or {HOST_VARIABLE})")
     token = sys.stdin.readline().strip() if args.token == "-" else args.token or os.environ.get(TOKEN_VARIABLE)
-    finetuner.login(host=host, token=token)
-    if not args.no_verify:
-        finetuner.list_runs(size=1)  # the trainer checks the token
+    finetuner.login(host=host, token=token, verify=not args.no_verify)  # the trainer checks the token
     path = save_credentials(host, token)
     _note(args, f"logged in to {host}; credentials saved to {path}")
     return OK
@@ -225,7 +224,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     options.pop("experiment_name", None)
     try:
         splits = finetuner.check_data(**options)
-    except DataError as exc:  # every problem on a line of its own: this command is for reading them
+    except (DataError, ModelNotAvailableError) as exc:  # every problem on a line of its own: they are read here
         print(f"error: {exc}", file=sys.stderr)
         return REFUSED
     if args.quiet:

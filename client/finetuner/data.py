@@ -3,10 +3,11 @@
 Accepted: a CSV file path (sent whole, with the image files its rows name, so the Flow never reads the
 client's disk), a DocList (documents with ``text`` and/or an image field, and ``finetuner_label`` or
 ``tags["finetuner_label"]``; or, for text models, ``text`` and ``text_pair`` (a query and its document), plus
-``score`` for scored pairs), or a list of ``(content, label)`` / ``(text, image)`` / ``(query, document)`` /
-``(text, text, score)`` tuples. Two texts are ``(text, label)`` unless ``is_labeled=False`` (Finetuner's
-``csv_options.is_labeled``), which makes them ``(query, document)``. Images may be local paths, bytes, data URIs,
-PIL images, numpy arrays or torch tensors; paths are read here.
+``score`` for scored pairs; Finetuner's scored documents, two ``chunks`` (or ``text`` and ``text_pair``) with
+``tags["finetuner_score"]``, are scored pairs too), or a list of ``(content, label)`` / ``(text, image)`` /
+``(query, document)`` / ``(text, text, score)`` tuples. Two texts are ``(text, label)`` unless
+``is_labeled=False`` (Finetuner's ``csv_options.is_labeled``), which makes them ``(query, document)``. Images may
+be local paths, bytes, data URIs, PIL images, numpy arrays or torch tensors; paths are read here.
 """
 
 from __future__ import annotations
@@ -76,17 +77,43 @@ def _item(entry: Any, split: str, modality: str, is_labeled: bool = True) -> Fin
         return _from_pair(entry, split, modality, is_labeled)
     tags = getattr(entry, "tags", None) or {}
     label = getattr(entry, "finetuner_label", None) or tags.get("finetuner_label")
-    text_pair = _field(entry, tags, "text_pair")
+    text, text_pair = getattr(entry, "text", None), _field(entry, tags, "text_pair")
     score = _field(entry, tags, "score")
+    if "finetuner_score" in tags:
+        score, (text, text_pair) = tags["finetuner_score"], _scored_texts(entry, text, text_pair)
     doc = FinetunerDoc(
         split=split,
-        text=getattr(entry, "text", None),
+        text=text,
         finetuner_label=_str_or_none(label),
         text_pair=text_pair,
         score=None if score is None else parse_score(score),
     )
     image = next((getattr(entry, name) for name in IMAGE_FIELDS if getattr(entry, name, None) is not None), None)
     return _with_image(doc, image) if image is not None else doc
+
+
+def _scored_texts(entry: Any, text: Any, text_pair: Any) -> tuple[str, str]:
+    """The two texts of a document scored by ``tags["finetuner_score"]`` (Finetuner's format): ``text`` and
+    ``text_pair``, or the texts of its two ``chunks``."""
+    chunks = list(getattr(entry, "chunks", None) or [])
+    if text is None and text_pair is None and len(chunks) == 2:
+        text, text_pair = (_chunk_text(chunk) for chunk in chunks)
+    if isinstance(text, str) and isinstance(text_pair, str):
+        return text, text_pair
+    raise ValueError(
+        "tags['finetuner_score'] scores a pair of texts: the document needs 'text' and 'text_pair', "
+        f"or two chunks with a text each (found {_found(text, text_pair, chunks)})"
+    )
+
+
+def _chunk_text(chunk: Any) -> Any:
+    text = getattr(chunk, "text", None)
+    return getattr(chunk, "content", None) if text is None else text
+
+
+def _found(text: Any, text_pair: Any, chunks: list) -> str:
+    fields = [name for name, value in (("text", text), ("text_pair", text_pair)) if value is not None]
+    return ", ".join([*fields, f"{len(chunks)} chunk{'s' if len(chunks) != 1 else ''}"])
 
 
 def _field(entry: Any, tags: dict, name: str) -> Any:

@@ -2,8 +2,10 @@
 
 The data are parsed and validated locally with the same code the Flow runs (so a bad row is reported before
 anything is sent), turned into item documents, cut into batches, and named by an upload key: the SHA-256 of the
-batches' digests. Starting the same upload again (after an interruption) sends only the batches the trainer
-does not have yet; uploading data it already holds returns the stored dataset.
+batches' digests. Each batch is sent in one request with its number of items and the digest of its records
+(``finetuner_core.storage.datasets.batch_sha256``), which the trainer checks. Starting the same upload again
+(after an interruption) sends only the batches the trainer does not have yet; uploading data it already holds
+returns the stored dataset. An upload the Flow refuses (a batch, or the whole set at commit) is deleted.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import numpy as np
 from rich.progress import Progress
 
 from finetuner.data import to_wire_docs
+from finetuner.errors import ServerError
 from finetuner.transport import Transport
 from finetuner_core.config import FitConfig
 from finetuner_core.data.intake import parse_data
+from finetuner_core.storage.datasets import batch_sha256
 from finetuner_core.wire import FinetunerDoc, record_docs
 
 BATCH_ITEMS = 512
@@ -47,13 +51,46 @@ def upload(
     dataset = transport.result("/datasets/begin", dataset=upload)
     if dataset["status"] == "READY":
         return dataset
+    try:
+        return _send(transport, dataset, upload, batches, records, config, quiet, stop_after)
+    except ServerError:  # refused: nothing of it is kept (an interrupted upload stays, to be resumed)
+        try:
+            transport.result("/datasets/delete", dataset_id=dataset["id"])
+        except ServerError:
+            pass  # deleted already (a commit that fails deletes the upload)
+        raise
+
+
+def _send(
+    transport: Transport,
+    dataset: dict[str, Any],
+    upload: dict[str, Any],
+    batches: list[list[FinetunerDoc]],
+    records: list,
+    config: FitConfig,
+    quiet: bool,
+    stop_after: int | None,
+) -> dict[str, Any]:
+    """Send the batches the trainer lacks, each with its item count and digest, then commit."""
+    starts = [0]
+    for batch in batches:
+        starts.append(starts[-1] + len(batch))
     settings = config.model_dump(mode="json")
     missing = dataset["missing"] if stop_after is None else dataset["missing"][:stop_after]
     with Progress(disable=quiet, transient=True) as progress:
-        task = progress.add_task(f"uploading {name}", total=len(batches), completed=len(batches) - len(missing))
+        task = progress.add_task(
+            f"uploading {upload['name']}", total=len(batches), completed=len(batches) - len(missing)
+        )
         for index in missing:
+            declared = {
+                "items": len(batches[index]),
+                "sha256": batch_sha256(records[starts[index] : starts[index + 1]]),
+            }
             transport.result(
-                "/datasets/upload", batches[index], dataset={"id": dataset["id"], "index": index}, config=settings
+                "/datasets/upload",
+                batches[index],
+                dataset={"id": dataset["id"], "index": index, **declared},
+                config=settings,
             )
             progress.advance(task)
     if stop_after is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from finetuner.errors import ConnectionFailedError, FinetunerError
 from finetuner.transport import Transport
 
 FINAL = {"FINISHED", "FAILED", "CANCELLED"}
+RECONNECT_VARIABLE = "FINETUNER_RECONNECT_S"
 
 
 class Run:
@@ -38,12 +40,20 @@ class Run:
         entries = self._transport.result("/runs/logs", run_id=self.id)["logs"]
         return "\n".join(entry["message"] for entry in entries)
 
-    def stream_logs(self, interval_s: float = 1.0, reconnect_s: float = 60.0) -> Iterator[str]:
-        """Yield log lines as they are written, until the run ends. A dropped connection is retried (with
-        back-off) for up to ``reconnect_s`` seconds, and streaming goes on from the last line received."""
+    def stream_logs(self, interval_s: float = 1.0, reconnect_s: float | None = None) -> Iterator[str]:
+        """Yield log lines as they are written, until the run ends. A dropped connection (the Flow restarting,
+        the network) is retried with back-off for up to ``reconnect_s`` seconds (5 minutes; the environment
+        variable ``FINETUNER_RECONNECT_S`` sets another default), and streaming goes on from the last line received."""
+        reconnect_s = reconnect_window() if reconnect_s is None else reconnect_s
         since = 0
         while True:
-            answer = self._retrying(reconnect_s, "/runs/logs", run_id=self.id, since=since)
+            try:
+                answer = self._retrying(reconnect_s, "/runs/logs", run_id=self.id, since=since)
+            except ConnectionFailedError:
+                raise ConnectionFailedError(
+                    f"lost the Flow at {self._transport.host} for {reconnect_s:.0f} s while following run {self.id}: "
+                    "stopped following (the run itself goes on; stream_logs() again to follow it)"
+                ) from None
             for entry in answer["logs"]:
                 yield entry["message"]
             since += len(answer["logs"])
@@ -142,3 +152,15 @@ class Run:
         if digest.hexdigest() != entry["sha256"]:
             target.unlink()
             raise FinetunerError(f"artifact file {entry['path']} failed its checksum (removed; download again)")
+
+
+def reconnect_window() -> float:
+    """How long ``stream_logs`` tries to reconnect: ``$FINETUNER_RECONNECT_S`` seconds, else 300."""
+    value = os.environ.get(RECONNECT_VARIABLE) or "300"
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise FinetunerError(f"{RECONNECT_VARIABLE} must be a number of seconds >= 0, got {value!r}")
+    return seconds

@@ -56,6 +56,7 @@ class Transport:
                 return_type=DocList[FinetunerDoc],
                 return_responses=True,
                 continue_on_error=True,
+                on_error=_keep,  # refused requests are raised below, not logged by jina (with the server's traceback)
             )
         except ConnectionError as exc:
             raise ConnectionFailedError(f"cannot reach the Flow at {self.host}: {exc}") from None
@@ -68,9 +69,25 @@ class Transport:
         return read_result(self.post(endpoint, docs, **parameters))
 
 
+def _keep(response) -> None:
+    """jina's error callback: the response is kept as it is (``_raise_for_status`` reads it)."""
+
+
 def _raise_for_status(response) -> None:
     status = response.header.status
     if status.code == status.ERROR:
         exception = status.exception
-        message = exception.args[0] if exception.args else status.description
+        message = reason(exception.args[0] if exception.args else "") or exception.name or "the request failed"
         raise ServerError(message, executor=exception.executor, kind=exception.name)
+
+
+def reason(message: str) -> str:
+    """The server's reason: the exception's first line and the indented lines that detail it (e.g. the bad rows
+    of a data set), never a traceback (the server keeps that in its log)."""
+    lines = message.strip().splitlines()
+    kept = lines[:1]
+    for line in lines[1:]:
+        if not line.startswith((" ", "\t")) or line.lstrip().startswith(("Traceback", 'File "')):
+            break
+        kept.append(line)
+    return "\n".join(kept)

@@ -13,20 +13,23 @@
 It answers with the metric table, sample queries with their top results, and warnings (e.g. queries that have
 no relevant item). Runs use the same code for their before/after metrics.
 
-``/search`` answers this shard's top k of each query over its slice of an index (the ``role="index"`` items or a
-stored dataset): with ``shards: N`` on the evaluator every shard answers, and
-``finetuner_core.evaluation.search.merge_search_answers`` merges the answers into the exact global top k.
+``/search`` answers the top k of each query over an index (the ``role="index"`` items or a stored dataset): with
+``shards: N`` on the evaluator every shard answers for its slice of the index, and the evaluator set as the shards'
+``uses_after`` (see flows/gpu.yml) merges their answers into the exact global top k, or fails the search naming
+the shard that did not answer: a part of the index is never answered as if it were the whole.
 """
 
+import json
+import threading
 from functools import partial
 
 from docarray import DocList
 from jina import Executor, requests
 
-from finetuner_core.config import FitConfig, parse_fit_config
+from finetuner_core.config import FitConfig
 from finetuner_core.data.intake import parse_data
 from finetuner_core.evaluation.dataset import EvalSet, records_set
-from finetuner_core.evaluation.endpoint import ModelRef, ModelSpec, answer, model_specs
+from finetuner_core.evaluation.endpoint import ModelRef, ModelSpec, answer, check_model_sources, model_specs
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.evaluate import evaluate_models
 from finetuner_core.evaluation.options import parse_evaluation_options
@@ -38,29 +41,40 @@ from finetuner_core.evaluation.search import (
     parse_search_options,
     query_docs,
     records_index,
+    search_result,
     search_shard,
+    shard_payloads,
 )
-from finetuner_core.models import build_model, load_model
+from finetuner_core.in_thread import in_thread
+from finetuner_core.models import build_model, load_model, registry
 from finetuner_core.models.base import CONFIG_FILE
+from finetuner_core.params import EvaluateParams, SearchParams, fit_config, parse_params
+from finetuner_core.parent import stop_with_parent
 from finetuner_core.storage.workspace import Workspace, workspace_root
 from finetuner_core.wire import FinetunerDoc, result_docs
 
 
 class FinetunerEvaluator(Executor):
-    def __init__(self, workspace_dir: str = "", device: str = "auto", **kwargs):
+    def __init__(self, workspace_dir: str = "", device: str = "auto", model_roots: list[str] | None = None, **kwargs):
         super().__init__(**kwargs)
+        stop_with_parent()  # no orphan outlives the Flow
         self.home = Workspace(workspace_root(workspace_dir))
         self.store = self.home.runs
         self.device = device
         self.slices = SliceCache()  # this shard's slices of stored datasets, encoded
+        self.slices_lock = threading.Lock()  # searches run side by side (in threads); the cache is shared
+        self.model_roots = registry.model_roots(model_roots)  # folders whose models a request may name
 
     @requests(on="/evaluate")
+    @in_thread
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         user = self.home.users.authenticate(parameters.get("token"))
-        owner = None if user.admin else user.name
-        config = parse_fit_config(parameters.get("config", {}))
-        options = parse_evaluation_options(parameters.get("evaluation"))
-        specs = model_specs(parameters, config.model, config.model_options.model_dump(mode="json"))
+        owner = None if user.admin else user.id
+        params = parse_params(EvaluateParams, parameters)
+        config = fit_config(params.config, self.model_roots)
+        options = parse_evaluation_options(params.evaluation)
+        specs = model_specs(params.model_dump(), config.model, config.model_options.model_dump(mode="json"))
+        check_model_sources(specs, self.model_roots)
         loaded: dict[str, object] = {}
         for spec in specs:
             for ref in (spec.query, spec.index):
@@ -72,12 +86,18 @@ class FinetunerEvaluator(Executor):
         return result_docs(answer(eval_set, evaluations))
 
     @requests(on="/search")
+    @in_thread
     def search(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
+        if self._merges_shards(docs):
+            payloads = shard_payloads([json.loads(doc.payload) for doc in docs if doc.kind == "result"])
+            return result_docs(search_result(payloads, parse_search_options(parameters.get("search")).k))
         user = self.home.users.authenticate(parameters.get("token"))
-        owner = None if user.admin else user.name
-        config = parse_fit_config(parameters.get("config", {}))
-        options = parse_search_options(parameters.get("search"))
-        specs = model_specs(parameters, config.model, config.model_options.model_dump(mode="json"))
+        owner = None if user.admin else user.id
+        params = parse_params(SearchParams, parameters)
+        config = fit_config(params.config, self.model_roots)
+        options = parse_search_options(params.search)
+        specs = model_specs(params.model_dump(), config.model, config.model_options.model_dump(mode="json"))
+        check_model_sources(specs, self.model_roots)
         if len(specs) != 1:
             raise EvaluationError("a search uses one model (or one query_model and index_model), not a list")
         for ref in (specs[0].query, specs[0].index):
@@ -90,8 +110,15 @@ class FinetunerEvaluator(Executor):
         shard, shards = getattr(self.runtime_args, "shard_id", 0) or 0, getattr(self.runtime_args, "shards", 1) or 1
         encoders = query_model.encode, index_model.encode
         cache = (self.slices, specs[0].model_dump_json())
-        answer = search_shard(query_docs(docs)[0], index, *encoders, options, shard, shards, *cache)
-        return result_docs(answer)
+        with self.slices_lock:
+            answer = search_shard(query_docs(docs)[0], index, *encoders, options, shard, shards, *cache)
+        # one shard answers the whole search; shards answer their part, merged by the ShardMerger (uses_after)
+        return result_docs(search_result([answer], options.k) if shards == 1 else answer)
+
+    def _merges_shards(self, docs) -> bool:
+        """Whether this evaluator is the ``uses_after`` of sharded evaluators (it receives their answers)."""
+        name = str(getattr(self.runtime_args, "name", "") or "")
+        return "uses_after" in name or any(doc.kind == "result" for doc in docs)
 
     def _search_index(self, docs, dataset_id: str | None, owner: str | None) -> IndexItems:
         """The index of a search: a stored dataset (read only when this shard's slice is not kept), or the
@@ -129,5 +156,5 @@ class FinetunerEvaluator(Executor):
         return folder
 
     @requests
-    def passthrough(self, docs: DocList[FinetunerDoc], **kwargs) -> DocList[FinetunerDoc]:
+    async def passthrough(self, docs: DocList[FinetunerDoc], **kwargs) -> DocList[FinetunerDoc]:
         return docs

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import math
 from typing import Any, Literal
 
 import torch
@@ -9,12 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from finetuner_core.data.csv_reader import CSVOptions
 from finetuner_core.evaluation.evaluate import DEFAULT_KS
+from finetuner_core.evaluation.metrics import METRICS, RANK_METRICS
 from finetuner_core.evaluation.scored import CORRELATIONS
-from finetuner_core.models.options import ModelOptions
-from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, expected_modality
+from finetuner_core.models.options import FieldError, ModelOptions
+from finetuner_core.models.registry import DEFAULT_CLIP_MODEL, DEFAULT_TEXT_MODEL, canonical, expected_modality
 from finetuner_core.training import losses
 from finetuner_core.training.distributed_options import DistributedOptions, DistributedSetting
 from finetuner_core.training.loggers import LOGGERS
+from finetuner_core.training.precision import PrecisionError, cpu_has_fast_bf16, cuda_supports_bf16, resolve_precision
 from finetuner_core.training.samplers import SAMPLERS
 from finetuner_core.training.schedulers import SCHEDULERS, make_factor
 
@@ -28,6 +33,16 @@ def optimizer_names() -> list[str]:
     )
 
 
+MAX_STEPS = 10**7  # steps, and step intervals (evaluation, checkpoints, logging)
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_ACCUMULATION = 1024
+MAX_K = 10_000
+MAX_LEARNING_RATE = 10.0
+MONITOR_NAMES = ("loss", *RANK_METRICS, *CORRELATIONS)
+OPTIMIZER_ALIASES = {"layer_wise_lr_decay": "layer_lr_decay"}  # Finetuner's name in optimizer_options -> field
+
+
 class ConfigError(ValueError):
     """A fit configuration was refused; the message names each field and the reason."""
 
@@ -35,9 +50,11 @@ class ConfigError(ValueError):
 class FitConfig(BaseModel):
     """Everything a run needs besides its data. The defaults are the recipe described in the README."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
-    model: str = Field(DEFAULT_TEXT_MODEL, description="registered backbone name or local model folder")
+    model: str = Field(
+        DEFAULT_TEXT_MODEL, max_length=4096, description="registered backbone name or local model folder"
+    )
     model_options: ModelOptions = Field(default_factory=ModelOptions, description="how the backbone is built")
     loss: str | None = Field(
         None,
@@ -49,10 +66,17 @@ class FitConfig(BaseModel):
     miner_options: dict[str, Any] = Field(default_factory=dict, description="options of the miner")
     sampler: str = Field("class", description="how batches are drawn: class | random | no-duplicates")
     optimizer: str = Field("AdamW", description="any torch.optim optimizer by name")
-    optimizer_options: dict[str, Any] = Field(default_factory=dict, description="extra optimizer arguments")
-    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
+    optimizer_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra arguments of the optimizer (betas, weight_decay ...; checked against it); "
+        "layer_wise_lr_decay here is read as layer_lr_decay",
+    )
+    learning_rate: float = Field(2e-5, gt=0, le=MAX_LEARNING_RATE, description="peak learning rate")
     loss_learning_rate: float = Field(
-        1e-3, gt=0, description="learning rate of a loss's own parameters (ArcFace / CosFace class centres)"
+        1e-3,
+        gt=0,
+        le=MAX_LEARNING_RATE,
+        description="learning rate of a loss's own parameters (ArcFace / CosFace class centres)",
     )
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with linear warm-up")
     scheduler: str = Field("linear", description="learning-rate schedule (training.schedulers.SCHEDULERS)")
@@ -66,32 +90,59 @@ class FitConfig(BaseModel):
         None, gt=0, le=1, description="layer-wise decay: a layer d deep from the output trains at lr * decay ** d"
     )
     head_learning_rate: float | None = Field(
-        None, gt=0, description="learning rate of the projection head (None: as the layer it would be)"
+        None,
+        gt=0,
+        le=MAX_LEARNING_RATE,
+        description="learning rate of the projection head (None: as the layer it would be)",
     )
-    gradient_accumulation_steps: int = Field(1, ge=1, description="batches whose gradients add up to one step")
-    max_grad_norm: float | None = Field(None, gt=0, description="clip the total gradient norm to this (None: off)")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, le=MAX_ACCUMULATION, description="batches whose gradients add up to one step"
+    )
+    max_grad_norm: float | None = Field(
+        None, gt=0, le=1e6, description="clip the total gradient norm to this (None: off)"
+    )
     eval_every_steps: int | None = Field(
-        None, ge=1, description="evaluate on the eval data every N steps (None: only before and after)"
+        None, ge=1, le=MAX_STEPS, description="evaluate on the eval data every N steps (None: only before and after)"
     )
     monitor: str = Field(
-        "loss", description="what early stopping and the best-model checkpoint watch: loss, or a metric such as mrr@10"
+        "loss",
+        description="what early stopping and the best-model checkpoint watch: loss, or a metric the evaluation "
+        "reports: a metric at a cut-off in eval_ks (mrr@10, precision@1 ...), r_precision, or for scored pairs "
+        "spearman / pearson",
     )
     early_stopping_patience: int | None = Field(
-        None, ge=1, description="stop after this many checks of the monitor without improvement (None: off)"
+        None,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="stop after this many checks of the monitor without improvement (None: off)",
     )
     keep_best_model: bool = Field(
         True,
         description="with a metric monitor and evaluation data: hand back the best model measured (every "
         "eval_every_steps steps when set, and when training ends), never one worse than the pretrained model",
     )
-    epochs: int = Field(1, ge=1, description="passes over the training data")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (None: epochs decide)")
-    batch_size: int | None = Field(
-        64, ge=2, description="items per batch; None: the fastest (CPU) or largest that fits (CUDA), searched"
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="passes over the training data (unless max_steps is set)")
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="the number of optimizer steps to train, as in the Hugging Face Trainer: it overrides epochs, "
+        "repeating the data (in a new order each epoch) when it holds fewer steps, stopping in the middle of "
+        "an epoch when it holds more (None: epochs decide)",
     )
-    num_items_per_class: int = Field(4, ge=2, description="items of each class in a batch (class sampler)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
-    seed: int = Field(42, description="seed of the sampler, torch, numpy and python's random")
+    batch_size: int | None = Field(
+        64,
+        ge=2,
+        le=MAX_BATCH_SIZE,
+        description="items per batch; None: the fastest (CPU) or largest that fits (CUDA), searched",
+    )
+    num_items_per_class: int = Field(
+        4, ge=2, le=MAX_BATCH_SIZE, description="items of each class in a batch (class sampler)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when present; cuda is refused by a trainer without a GPU"
+    )
+    seed: int = Field(42, ge=0, lt=2**63, description="seed of the sampler, torch, numpy and python's random")
     deterministic: bool = Field(False, description="deterministic algorithms only (torch, cuDNN, cuBLAS)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
@@ -99,10 +150,18 @@ class FitConfig(BaseModel):
         "bf16 instructions, else fp32",
     )
     checkpoint_every_steps: int | None = Field(
-        None, ge=1, description="write the training checkpoint every N steps (besides each epoch's end), to resume"
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="write the training checkpoint every N steps (besides each epoch's end), to resume",
     )
-    eval_ks: list[int] = Field(list(DEFAULT_KS), min_length=1, description="cut-offs k of the metrics")
-    log_every: int = Field(10, ge=1, description="log the loss every N steps")
+    keep_checkpoint: bool = Field(
+        False, description="keep the training checkpoint when the run ends (by default it is removed)"
+    )
+    eval_ks: list[int] = Field(
+        list(DEFAULT_KS), min_length=1, max_length=64, description=f"cut-offs k of the metrics (1 to {MAX_K})"
+    )
+    log_every: int = Field(10, ge=1, le=MAX_STEPS, description="log the loss every N steps")
     csv_options: CSVOptions = Field(default_factory=CSVOptions, description="how CSV files are read")
     run_name: str | None = Field(None, max_length=200, description="a name for the run")
     to_onnx: bool = Field(False, description="also export the tuned model to ONNX (artifact folder onnx/)")
@@ -117,6 +176,35 @@ class FitConfig(BaseModel):
     distributed: DistributedSetting = Field(
         default_factory=DistributedOptions, description="several processes or machines (torchrun): docs/DISTRIBUTED.md"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        """Finetuner's ``optimizer_options={'layer_wise_lr_decay': d}`` is ``layer_lr_decay=d``."""
+        options = data.get("optimizer_options") if isinstance(data, dict) else None
+        if not isinstance(options, dict) or not set(options) & set(OPTIMIZER_ALIASES):
+            return data
+        data, options = dict(data), dict(options)
+        for alias, field in OPTIMIZER_ALIASES.items():
+            if alias in options:
+                value = options.pop(alias)
+                if data.get(field) is not None and data[field] != value:
+                    raise FieldError(
+                        field,
+                        f"set both as {field} ({data[field]}) and as optimizer_options {alias} ({value}); set one",
+                    )
+                data[field] = value
+        data["optimizer_options"] = options
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _named_model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a registered backbone or a local model folder, got an empty name")
+        if value != value.strip() or any(not c.isprintable() for c in value):
+            raise ValueError(f"a model name has no surrounding spaces or control characters, got {value!r}")
+        return value
 
     @field_validator("loss")
     @classmethod
@@ -150,20 +238,27 @@ class FitConfig(BaseModel):
 
     @field_validator("monitor")
     @classmethod
-    def _monitor_form(cls, value: str) -> str:
-        name, _, k = value.partition("@")
-        if value not in ("loss", *CORRELATIONS) and not (name and k.isdigit()):
-            raise ValueError(
-                f"monitor must be 'loss', a metric at a cut-off such as 'mrr@10', or (scored pairs) "
-                f"{' / '.join(CORRELATIONS)}, got {value!r}"
-            )
-        return value
+    def _known_monitor(cls, value: str) -> str:
+        name, at, k = value.partition("@")
+        if value in MONITOR_NAMES or (at and name in METRICS and k.isdigit() and int(k) >= 1):
+            return value
+        if at:
+            at_k = f"@{k}" if k.isdigit() and int(k) >= 1 else "@10"
+            guess = [metric + at_k for metric in difflib.get_close_matches(name, METRICS, 1)]
+        else:
+            guess = [f"{name}@10"] if name in METRICS else difflib.get_close_matches(value, MONITOR_NAMES, 1)
+        hint = f"did you mean {guess[0]!r}? " if guess else ""
+        raise ValueError(
+            f"{value!r} is no metric the evaluation reports; {hint}monitor 'loss', a metric at a cut-off k of "
+            f"eval_ks ({', '.join(METRICS)}; e.g. 'mrr@10'), {', '.join(RANK_METRICS)}, or for scored pairs "
+            f"{' / '.join(CORRELATIONS)}"
+        )
 
     @field_validator("eval_ks")
     @classmethod
     def _positive_ks(cls, value: list[int]) -> list[int]:
-        if any(k < 1 for k in value):
-            raise ValueError(f"every k must be >= 1, got {value}")
+        if any(k < 1 or k > MAX_K for k in value):
+            raise ValueError(f"every k must be between 1 and {MAX_K}, got {value}")
         return sorted(set(value))
 
     @model_validator(mode="after")
@@ -174,20 +269,47 @@ class FitConfig(BaseModel):
                 f"({self.num_items_per_class}) with the class sampler"
             )
         if self.precision == "fp16" and self.device == "cpu":
-            raise ValueError("precision 'fp16' needs CUDA (it trains with loss scaling on the GPU); use bf16 or fp32")
-        losses.build(losses.LOSSES, self.loss_name, self.loss_options)
-        try:
-            make_factor(self.scheduler, 10, self.warmup_ratio, self.scheduler_options)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"scheduler_options: {exc}") from None
+            raise FieldError(
+                "precision", "'fp16' needs CUDA (it trains with loss scaling on the GPU); use bf16 or fp32"
+            )
+        _checked("loss_options", losses.check_options, losses.LOSSES, self.loss_name, self.loss_options)
+        self._check_miner()
+        _checked("scheduler_options", _check_schedule, self.scheduler, self.warmup_ratio, self.scheduler_options)
         if "@" in self.monitor and int(self.monitor.partition("@")[2]) not in self.eval_ks:
-            raise ValueError(f"monitor {self.monitor!r} needs its cut-off in eval_ks ({self.eval_ks})")
-        if self.miner is not None:
-            losses.build(losses.MINERS, self.miner, self.miner_options)
+            raise FieldError("monitor", f"{self.monitor!r} needs its cut-off in eval_ks ({self.eval_ks})")
+        check_optimizer(self.optimizer, self.optimizer_options, self.learning_rate)
         locking = self.model_options.locking()
         if locking and expected_modality(self.model) != "text-image":
             raise ValueError(f"model_options {', '.join(locking)}: only for CLIP models, not {self.model!r}")
+        self._check_trainable()
         return self
+
+    def _check_miner(self) -> None:
+        if self.miner is None:
+            if self.miner_options:
+                raise FieldError("miner_options", "given, but miner is None: there is no miner to take them")
+            return
+        if self.miner_options and self.loss is not None and not losses.LOSSES[self.loss].uses_miner:
+            raise FieldError("miner_options", f"given, but the loss {self.loss} uses no miner")
+        _checked("miner_options", losses.check_options, losses.MINERS, self.miner, self.miner_options)
+
+    def _check_trainable(self) -> None:
+        """``freeze=True`` freezes the whole backbone: something else must train (a projection head)."""
+        options = self.model_options
+        if options.freeze is not True:
+            return
+        if canonical(self.model) == DEFAULT_CLIP_MODEL:
+            raise FieldError(
+                "model_options.freeze",
+                f"True freezes all of {self.model!r}, its projections included, leaving nothing to train; "
+                "use lock_image / lock_text to freeze a tower",
+            )
+        if not options.output_dim:
+            raise FieldError(
+                "model_options.freeze",
+                "True freezes the whole backbone and leaves nothing to train; add a trainable projection head "
+                "(output_dim=...) or freeze some layer groups (a list of names)",
+            )
 
     @property
     def modality(self) -> str:
@@ -214,6 +336,61 @@ class FitConfig(BaseModel):
         return self.miner is not None and losses.LOSSES[self.loss_name].uses_miner
 
 
+def check_optimizer(name: str, options: dict[str, Any], learning_rate: float) -> None:
+    """Refuse ``options`` that optimizer ``name`` does not take: unknown arguments (from its signature), and
+    values with which it cannot be built or take a step (one step on a dummy parameter)."""
+    cls = getattr(torch.optim, name)
+    taken = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params", "lr")]
+    if "lr" in options:
+        raise FieldError("optimizer_options", "lr is set by learning_rate (and per layer by layer_lr_decay)")
+    unknown = sorted(set(options) - set(taken))
+    if unknown:
+        raise FieldError(
+            "optimizer_options", f"{name} has no option(s) {', '.join(unknown)}; allowed: {', '.join(taken)}"
+        )
+    parameter = torch.nn.Parameter(torch.zeros(2))
+    try:
+        optimizer = cls([parameter], lr=learning_rate, **options)
+        if not (options.get("fused") or options.get("capturable")):  # CUDA options: the trainer's GPU decides
+            parameter.grad = torch.ones(2)
+            optimizer.step()
+    except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
+        if options:
+            raise FieldError("optimizer_options", f"{name} does not work with options {options}: {exc}") from None
+        raise FieldError("optimizer", f"{name} cannot train here: {exc}") from None
+
+
+def check_runtime(config: FitConfig) -> None:
+    """Refuse, with :class:`ConfigError`, settings this machine cannot train with: ``device='cuda'`` without a
+    GPU, a ``precision`` the device does not run. Called by the trainer (the client cannot know its hardware)."""
+    problems = []
+    if config.device == "cuda" and not torch.cuda.is_available():
+        problems.append("device: 'cuda', but the trainer has no CUDA device; use 'auto' or 'cpu'")
+    device = "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
+    if not problems:
+        try:
+            resolve_precision(config.precision, device, device == "cuda" and cuda_supports_bf16(), cpu_has_fast_bf16())
+        except PrecisionError as exc:
+            problems.append(f"precision: {exc} (on this trainer)")
+    if problems:
+        raise ConfigError("invalid fit configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _check_schedule(name: str, warmup_ratio: float, options: dict[str, Any]) -> None:
+    factor = make_factor(name, 10, warmup_ratio, options)
+    values = [factor(step) for step in range(11)]
+    if not all(math.isfinite(value) and value >= 0 for value in values):
+        raise ValueError(f"scheduler {name} with {options} gives learning-rate factors {values}, not finite and >= 0")
+
+
+def _checked(field: str, check, *arguments) -> None:
+    """``check(*arguments)``, its TypeError / ValueError as a reason about ``field``."""
+    try:
+        check(*arguments)
+    except (TypeError, ValueError) as exc:
+        raise FieldError(field, str(exc)) from None
+
+
 def _known(value: str, allowed, what: str) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
@@ -225,8 +402,15 @@ def parse_fit_config(parameters: dict[str, Any]) -> FitConfig:
     try:
         return FitConfig.model_validate(parameters)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or 'config'}: {_reason(e)}" for e in exc.errors()]
+        lines = [f"  {_where(e)}: {_reason(e)}" for e in exc.errors()]
         raise ConfigError("invalid fit configuration:\n" + "\n".join(lines)) from None
+
+
+def _where(error: dict[str, Any]) -> str:
+    """The field an error is about: where pydantic found it, and the field a :class:`FieldError` names."""
+    cause = (error.get("ctx") or {}).get("error")
+    path = [*map(str, error["loc"]), *([cause.field] if isinstance(cause, FieldError) else [])]
+    return ".".join(path) or "config"
 
 
 def _reason(error: dict[str, Any]) -> str:

@@ -17,19 +17,37 @@ import os
 from docarray import DocList
 from jina import Executor, requests
 
-from finetuner_core.config import parse_fit_config
+from finetuner_core.config import FitConfig, check_runtime
 from finetuner_core.data.checks import check_dataset, check_fit_splits
 from finetuner_core.data.intake import parse_data, parse_fit_data
-from finetuner_core.models.registry import check_available
+from finetuner_core.in_thread import in_thread
+from finetuner_core.models import registry
+from finetuner_core.params import (
+    ArtifactParams,
+    BeginParams,
+    CommitParams,
+    DeleteDatasetParams,
+    EndpointParams,
+    ExperimentParams,
+    FitParams,
+    ListRunsParams,
+    LogsParams,
+    RunParams,
+    UploadParams,
+    fit_config,
+    parse_params,
+)
+from finetuner_core.parent import stop_with_parent
 from finetuner_core.runs import RunQueue
 from finetuner_core.runs.artifact import read_chunk, read_manifest
+from finetuner_core.storage.lock import WorkspaceLock
 from finetuner_core.storage.users import User
 from finetuner_core.storage.workspace import Workspace, workspace_root
+from finetuner_core.training.distributed_options import check_processes, for_request, operator_settings
 from finetuner_core.wire import FinetunerDoc, result_docs
 
 Docs = DocList[FinetunerDoc]
 ADMIN_TOKEN_VARIABLE = "FINETUNER_ADMIN_TOKEN"
-MAX_PAGE = 500
 
 
 class FinetunerTrainer(Executor):
@@ -39,9 +57,13 @@ class FinetunerTrainer(Executor):
         concurrency: int = 1,
         max_dataset_bytes: int = 10 * 1024**3,
         suspend_timeout_s: float = 120.0,
+        model_roots: list[str] | None = None,
+        distributed: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        stop_with_parent()  # no orphan outlives the Flow
+        self.lock = WorkspaceLock(workspace_root(workspace_dir))  # one trainer per workspace
         self.home = Workspace(workspace_root(workspace_dir), max_dataset_bytes)
         if os.environ.get(ADMIN_TOKEN_VARIABLE):  # a deployment's first user, from a secret
             self.home.users.ensure("admin", os.environ[ADMIN_TOKEN_VARIABLE], admin=True)
@@ -49,6 +71,8 @@ class FinetunerTrainer(Executor):
         self.datasets = self.home.datasets
         self.queue = RunQueue(self.store, concurrency=concurrency)
         self.suspend_timeout_s = suspend_timeout_s
+        self.model_roots = registry.model_roots(model_roots)  # folders whose models a request may name
+        self.distributed = operator_settings(distributed)  # the rendezvous of runs that span several machines
 
     def _user(self, parameters: dict) -> User:
         return self.home.users.authenticate(parameters.get("token"))
@@ -56,148 +80,176 @@ class FinetunerTrainer(Executor):
     def _owner(self, parameters: dict) -> str | None:
         """Whose data a request may see: its user's (an admin's requests see every user's)."""
         user = self._user(parameters)
-        return None if user.admin else user.name
+        return None if user.admin else user.id
 
-    def _run(self, parameters: dict) -> str:
-        return self.store.require(parameters.get("run_id"), self._owner(parameters))
+    def _run(self, parameters: dict, model: type[RunParams] = RunParams) -> tuple[str, RunParams]:
+        """The run a request names (the user's own), and the request's parameters."""
+        owner = self._owner(parameters)
+        params = parse_params(model, parameters)
+        return self.store.require(params.run_id, owner), params
+
+    def _fit_config(self, raw: dict) -> FitConfig:
+        """A fit's configuration as this trainer runs it: models from allowed places, the operator's rendezvous,
+        and settings this machine can train with."""
+        config = fit_config(raw, self.model_roots)
+        distributed = for_request(config.distributed, self.distributed)
+        check_processes(distributed, config.device)
+        check_runtime(config)
+        return config.model_copy(update={"distributed": distributed})
 
     @requests(on="/datasets/begin")
+    @in_thread
     def begin_dataset(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
-        upload = parameters.get("dataset") or {}
-        batches = _integer(upload.get("batches"), "batches")
-        dataset = self.datasets.begin(user.name, upload.get("name"), upload.get("upload_key"), batches)
-        return result_docs(dataset)
+        plan = parse_params(BeginParams, parameters).dataset
+        return result_docs(self.datasets.begin(user.id, plan.name, plan.upload_key, plan.batches))
 
     @requests(on="/datasets/upload")
+    @in_thread
     def upload_dataset(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         """One batch of a dataset (the validator has checked its rows)."""
         user = self._user(parameters)
-        config = parse_fit_config(parameters.get("config", {}))
-        upload = parameters.get("dataset") or {}
+        params = parse_params(UploadParams, parameters)
+        config, batch = fit_config(params.config, self.model_roots), params.dataset
         records = parse_data(docs, config.modality, config.csv_options, whole=False)["train"]
-        index = _integer(upload.get("index"), "index")
-        return result_docs(self.datasets.put_batch(upload.get("id"), user.name, index, records))
+        stored = self.datasets.put_batch(batch.id, user.id, batch.index, records, batch.items, batch.sha256)
+        return result_docs(stored)
 
     @requests(on="/datasets/commit")
+    @in_thread
     def commit_dataset(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
-        dataset_id = (parameters.get("dataset") or {}).get("id")
-        return result_docs(self.datasets.commit(dataset_id, user.name, lambda records: check_dataset(records)))
+        dataset_id = parse_params(CommitParams, parameters).dataset.id
+        return result_docs(self.datasets.commit(dataset_id, user.id, lambda records: check_dataset(records)))
 
     @requests(on="/datasets/list")
+    @in_thread
     def list_datasets(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        return result_docs({"datasets": self.datasets.list(self._user(parameters).name)})
+        user = self._user(parameters)
+        parse_params(EndpointParams, parameters)
+        return result_docs({"datasets": self.datasets.list(user.id)})
 
     @requests(on="/datasets/delete")
+    @in_thread
     def delete_dataset(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        dataset_id = parameters.get("dataset_id")
-        self.datasets.delete(dataset_id, self._user(parameters).name)
+        user = self._user(parameters)
+        dataset_id = parse_params(DeleteDatasetParams, parameters).dataset_id
+        self.datasets.delete(dataset_id, user.id)
         return result_docs({"dataset_id": dataset_id, "deleted": True})
 
     @requests(on="/fit")
+    @in_thread
     def fit(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
-        config = parse_fit_config(parameters.get("config", {}))
-        check_available(config.model, config.model_options.weights, config.model_options.pretrained)
+        params = parse_params(FitParams, parameters)
+        config = self._fit_config(params.config)
+        registry.check_available(config.model, config.model_options.weights, config.model_options.pretrained)
         if len(docs):
             splits = parse_fit_data(docs, config)
         else:
-            splits = self._dataset_splits(parameters, user)
+            splits = self._dataset_splits(params, user)
             check_fit_splits(splits, config)
-        experiment = parameters.get("experiment") or "default"
-        run_id = self.store.create(config, splits["train"], splits.get("eval", []), user.name, experiment)
+        experiment = params.experiment or "default"
+        run_id = self.store.create(config, splits["train"], splits.get("eval", []), user.id, experiment)
         self.queue.submit(run_id)
         return result_docs(self.store.status(run_id))
 
-    def _dataset_splits(self, parameters: dict, user: User) -> dict[str, list]:
-        if not parameters.get("train_dataset"):
+    def _dataset_splits(self, params: FitParams, user: User) -> dict[str, list]:
+        if not params.train_dataset:
             raise ValueError("a fit needs training data: documents, or train_dataset (a dataset id)")
-        splits = {"train": self.datasets.records(parameters["train_dataset"], user.name)}
-        if parameters.get("eval_dataset"):
-            splits["eval"] = self.datasets.records(parameters["eval_dataset"], user.name)
+        splits = {"train": self.datasets.records(params.train_dataset, user.id)}
+        if params.eval_dataset:
+            splits["eval"] = self.datasets.records(params.eval_dataset, user.id)
         return splits
 
     @requests(on="/runs/status")
+    @in_thread
     def status(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        run_id = self._run(parameters)
+        run_id, _ = self._run(parameters)
         config = self.store.config(run_id).model_dump(mode="json")
         return result_docs({**self.store.status(run_id), "config": config})
 
     @requests(on="/runs/logs")
+    @in_thread
     def logs(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        run_id = self._run(parameters)
-        entries = self.store.logs(run_id, since=int(parameters.get("since", 0)))
+        run_id, params = self._run(parameters, LogsParams)
+        entries = self.store.logs(run_id, since=params.since)
         return result_docs({"logs": entries, **self.store.status(run_id)})
 
     @requests(on="/runs/metrics")
+    @in_thread
     def metrics(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        return result_docs(self.store.metrics(self._run(parameters)))
+        run_id, _ = self._run(parameters)
+        return result_docs(self.store.metrics(run_id))
 
     @requests(on="/runs/list")
+    @in_thread
     def list_runs(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         owner = self._owner(parameters)
-        limit = min(int(parameters.get("limit") or 50), MAX_PAGE)
-        offset = int(parameters.get("offset") or 0)
-        filters = {"experiment": parameters.get("experiment"), "status": parameters.get("status")}
-        runs = self.store.list(owner, offset=offset, limit=limit, **filters)
-        return result_docs({"runs": runs, "total": self.store.count(owner, **filters), "offset": offset})
+        params = parse_params(ListRunsParams, parameters)
+        filters = {"experiment": params.experiment, "status": params.status}
+        runs = self.store.list(owner, offset=params.offset, limit=params.limit, **filters)
+        return result_docs({"runs": runs, "total": self.store.count(owner, **filters), "offset": params.offset})
 
     @requests(on="/runs/cancel")
+    @in_thread
     def cancel(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        run_id = self._run(parameters)
+        run_id, _ = self._run(parameters)
         self.queue.cancel(run_id)
         return result_docs(self.store.status(run_id))
 
     @requests(on="/runs/delete")
+    @in_thread
     def delete(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        run_id = self._run(parameters)
+        run_id, _ = self._run(parameters)
         self.store.delete(run_id)
         return result_docs({"run_id": run_id, "deleted": True})
 
     @requests(on="/runs/artifact")
+    @in_thread
     def artifact(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         """Without ``path``: the manifest. With ``path`` and ``offset``: one chunk of the file in ``blob``."""
-        artifact_dir = self.store.artifact_dir(self._run(parameters))
-        if parameters.get("path") is None:
+        run_id, params = self._run(parameters, ArtifactParams)
+        artifact_dir = self.store.artifact_dir(run_id)
+        if params.path is None:
             return result_docs({"files": read_manifest(artifact_dir)})
-        offset = int(parameters.get("offset", 0))
-        chunk = read_chunk(artifact_dir, parameters["path"], offset)
-        return result_docs({"path": parameters["path"], "offset": offset, "length": len(chunk)}, blob=chunk)
+        chunk = read_chunk(artifact_dir, params.path, params.offset)
+        return result_docs({"path": params.path, "offset": params.offset, "length": len(chunk)}, blob=chunk)
 
     @requests(on="/experiments/create")
+    @in_thread
     def create_experiment(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        return result_docs(self.store.create_experiment(self._user(parameters).name, parameters.get("name")))
+        user = self._user(parameters)
+        return result_docs(self.store.create_experiment(user.id, parse_params(ExperimentParams, parameters).name))
 
     @requests(on="/experiments/get")
+    @in_thread
     def get_experiment(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        return result_docs(self.store.experiment(self._user(parameters).name, parameters.get("name")))
+        user = self._user(parameters)
+        return result_docs(self.store.experiment(user.id, parse_params(ExperimentParams, parameters).name))
 
     @requests(on="/experiments/list")
+    @in_thread
     def list_experiments(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        return result_docs({"experiments": self.store.list_experiments(self._user(parameters).name)})
+        user = self._user(parameters)
+        parse_params(EndpointParams, parameters)
+        return result_docs({"experiments": self.store.list_experiments(user.id)})
 
     @requests(on="/experiments/delete")
+    @in_thread
     def delete_experiment(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
-        name = parameters.get("name")
-        self.store.delete_experiment(self._user(parameters).name, name)
+        user = self._user(parameters)
+        name = parse_params(ExperimentParams, parameters).name
+        self.store.delete_experiment(user.id, name)
         return result_docs({"name": name, "deleted": True})
 
     @requests
-    def passthrough(self, docs: Docs, **kwargs) -> Docs:
+    async def passthrough(self, docs: Docs, **kwargs) -> Docs:
         return docs
 
     def close(self) -> None:
         """On shutdown (SIGTERM included): runs in progress checkpoint and stop, and stay QUEUED, so the next
         trainer on this workspace resumes them."""
         self.queue.close(timeout=self.suspend_timeout_s, suspend=True)
+        self.lock.release()
         super().close()
-
-
-def _integer(value, name: str) -> int:
-    """An integer parameter (gRPC parameters carry every number as a float)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise ValueError(f"{name} must be an integer, got {value!r}")

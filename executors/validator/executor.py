@@ -10,41 +10,53 @@ checks the whole dataset when its last batch is stored). Every request needs a v
 from docarray import DocList
 from jina import Executor, requests
 
-from finetuner_core.config import parse_fit_config
 from finetuner_core.data.intake import parse_data, parse_fit_data
-from finetuner_core.evaluation.endpoint import model_specs
+from finetuner_core.evaluation.endpoint import check_model_sources, model_specs
 from finetuner_core.evaluation.options import parse_evaluation_options
 from finetuner_core.evaluation.pairs import check_eval_data
 from finetuner_core.evaluation.request import eval_set_from_docs, is_retrieval_request
+from finetuner_core.in_thread import in_thread
+from finetuner_core.models import registry
+from finetuner_core.params import EvaluateParams, FitParams, UploadParams, fit_config, parse_params
+from finetuner_core.parent import stop_with_parent
 from finetuner_core.storage.workspace import Workspace, workspace_root
+from finetuner_core.training.distributed_options import for_request
 from finetuner_core.wire import FinetunerDoc, record_docs
 
 
 class FinetunerValidator(Executor):
-    def __init__(self, workspace_dir: str = "", **kwargs):
+    def __init__(self, workspace_dir: str = "", model_roots: list[str] | None = None, **kwargs):
         super().__init__(**kwargs)
+        stop_with_parent()  # no orphan outlives the Flow
         self.users = Workspace(workspace_root(workspace_dir)).users
+        self.model_roots = registry.model_roots(model_roots)  # folders whose models a request may name
 
     @requests(on="/fit")
+    @in_thread
     def fit(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         self.users.authenticate(parameters.get("token"))
-        config = parse_fit_config(parameters.get("config", {}))
+        config = fit_config(parse_params(FitParams, parameters).config, self.model_roots)
+        for_request(config.distributed, {})  # other machines' addresses are the operator's, not a fit's
         if not len(docs):
             return docs  # the data are stored datasets, named in the parameters
         return record_docs(parse_fit_data(docs, config))
 
     @requests(on="/datasets/upload")
+    @in_thread
     def upload(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         self.users.authenticate(parameters.get("token"))
-        config = parse_fit_config(parameters.get("config", {}))
+        config = fit_config(parse_params(UploadParams, parameters).config, self.model_roots)
         return record_docs(parse_data(docs, config.modality, config.csv_options, whole=False))
 
     @requests(on="/evaluate")
+    @in_thread
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         self.users.authenticate(parameters.get("token"))
-        config = parse_fit_config(parameters.get("config", {}))
-        parse_evaluation_options(parameters.get("evaluation"))
-        model_specs(parameters, config.model, config.model_options.model_dump(mode="json"))
+        params = parse_params(EvaluateParams, parameters)
+        config = fit_config(params.config, self.model_roots)
+        parse_evaluation_options(params.evaluation)
+        specs = model_specs(params.model_dump(), config.model, config.model_options.model_dump(mode="json"))
+        check_model_sources(specs, self.model_roots)
         if is_retrieval_request(docs):
             eval_set_from_docs(docs)  # one EvaluationError listing every bad document
             return docs
@@ -53,5 +65,5 @@ class FinetunerValidator(Executor):
         return record_docs(splits)
 
     @requests
-    def passthrough(self, docs: DocList[FinetunerDoc], **kwargs) -> DocList[FinetunerDoc]:
+    async def passthrough(self, docs: DocList[FinetunerDoc], **kwargs) -> DocList[FinetunerDoc]:
         return docs

@@ -1,8 +1,11 @@
-"""The real Flow with `shards: 2` on the evaluator: `/search` reaches both shards, each searches its slice of the
-index with the real MiniLM, and the merged answer equals the unsharded search exactly."""
+"""The real Flow with `shards: 2` on the evaluator and the evaluator as their `uses_after`: `/search` reaches both
+shards, each searches its slice of the index with the real MiniLM, and the merged answer equals the unsharded
+search exactly; with a shard down the search fails, naming the shard."""
 
 import json
 import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -28,10 +31,38 @@ def sharded_flow(tmp_path_factory):
     token = user_token(workspace, "alice")
     flow = Flow(protocol="grpc", host="127.0.0.1", port=port)
     for executor in yaml.safe_load((ROOT / "flow.yml").read_text())["executors"]:
-        shards = {"shards": SHARDS} if executor["name"] == "evaluator" else {}
-        flow = flow.add(name=executor["name"], uses=str(ROOT / executor["uses"]), **shards)
+        uses = str(ROOT / executor["uses"])
+        shards = {"shards": SHARDS, "uses_after": uses} if executor["name"] == "evaluator" else {}
+        flow = flow.add(name=executor["name"], uses=uses, **shards)
     with flow:
-        yield port, token
+        wait_for_every_shard(port, token)
+        yield flow, port, token
+
+
+def post_search(port, token, docs, k=K):
+    return Client(host="127.0.0.1", port=port, protocol="grpc").post(
+        "/search",
+        inputs=DocList[FinetunerDoc](docs),
+        parameters={"token": token, "config": {"model": "all-MiniLM-L6-v2"}, "search": {"k": k}},
+        request_size=len(docs),
+        return_type=DocList[FinetunerDoc],
+    )
+
+
+def wait_for_every_shard(port, token, timeout_s=300):
+    """Ready means every shard answers: a search over a tiny index until it succeeds (a shard still connecting
+    fails it), with a deadline."""
+    docs = [FinetunerDoc(role="query", text="hello"), FinetunerDoc(role="index", text="hi there", name="item")]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            answer = post_search(port, token, docs, k=1)
+            if json.loads(answer[0].payload)["results"][0][0]["name"] == "item":
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(1)
 
 
 def search_docs(data_dir):
@@ -47,18 +78,12 @@ def search_docs(data_dir):
 
 
 def test_sharded_search_equals_unsharded(sharded_flow, data_dir, minilm):
-    port, token = sharded_flow
+    _, port, token = sharded_flow
     docs = search_docs(data_dir)
-    answer = Client(host="127.0.0.1", port=port, protocol="grpc").post(
-        "/search",
-        inputs=DocList[FinetunerDoc](docs),
-        parameters={"token": token, "config": {"model": "all-MiniLM-L6-v2"}, "search": {"k": K}},
-        request_size=len(docs),
-        return_type=DocList[FinetunerDoc],
-    )
-    payloads = [json.loads(doc.payload) for doc in answer if doc.kind == "result"]
-    assert sorted(p["shard"] for p in payloads) == list(range(SHARDS))  # the head gathered every shard
-    merged = merge_search_answers(payloads, K)
+    answer = post_search(port, token, docs)
+    results = [json.loads(doc.payload) for doc in answer if doc.kind == "result"]
+    assert len(results) == 1 and results[0]["shards"] == SHARDS  # one answer, merged from every shard
+    merged = results[0]
 
     queries = [d.text for d in docs if d.role == "query"]
     expected = search_shard(
@@ -70,3 +95,16 @@ def test_sharded_search_equals_unsharded(sharded_flow, data_dir, minilm):
     assert merged["results"] == unsharded["results"]
     assert [row[0]["name"] for row in merged["results"][3:]] == ["row 0", "row 150", "row 299"]
     assert {i for row in merged["ids"] for i in row if i >= 256}  # results from the second shard's slice too
+
+
+def test_a_missing_shard_fails_the_search(sharded_flow, data_dir):
+    """Shard 1's process killed: the search fails with the shard named, instead of answering from half the index.
+    (Runs last: it leaves the Flow with one shard.)"""
+    flow, port, token = sharded_flow
+    shard = flow._deployment_nodes["evaluator"].shards[1]._pods[0].worker
+    os.kill(shard.pid, signal.SIGKILL)
+    shard.join(60)
+    with pytest.raises(Exception, match=r"shard 1 of 2 did not answer"):
+        answer = post_search(port, token, search_docs(data_dir))
+        if answer and answer[0].kind == "result":  # a Client without continue_on_error raises; else show the answer
+            raise AssertionError(f"the search answered without shard 1: {answer[0].payload[:200]}")

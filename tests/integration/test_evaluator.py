@@ -5,16 +5,16 @@ import json
 import numpy as np
 import pytest
 from docarray import DocList
-from jina import Executor
 
-from conftest import ROOT, banking77_slice, user_token
+from conftest import banking77_slice, user_token
 from finetuner_core.config import FitConfig
 from finetuner_core.data import LabeledItem
 from finetuner_core.evaluation import EvaluationError, evaluate, evaluate_labeled, pairs_set
 from finetuner_core.models import build_model
 from finetuner_core.runs import RunNotFoundError, RunStore, runs_root
-from finetuner_core.storage.users import AuthError
+from finetuner_core.storage.users import AuthError, UserStore
 from finetuner_core.wire import FinetunerDoc, read_result
+from integration.called import load
 
 CONFIG = {"eval_ks": [1, 5], "device": "cpu"}
 
@@ -31,8 +31,7 @@ def token(workspace):
 
 @pytest.fixture(scope="module")
 def evaluator(workspace, token):
-    config = str(ROOT / "executors" / "evaluator" / "config.yml")
-    executor = Executor.load_config(config, uses_with={"workspace_dir": str(workspace)})
+    executor = load("evaluator", workspace_dir=str(workspace))
     executor.token = token  # what call() sends
     return executor
 
@@ -108,10 +107,11 @@ def test_an_approximate_index_reports_its_recall(evaluator, rows):
     assert answer["metrics"]["index_recall@5"] > 0.8
 
 
-def test_a_runs_artifact_is_evaluated_by_run_id(evaluator, workspace, model, rows):
+def test_a_runs_artifact_is_evaluated_by_run_id(evaluator, workspace, token, model, rows):
     store = RunStore(runs_root(str(workspace), "workspace"))
     records = [LabeledItem(t, lab) for t, lab in rows]
-    run_id = store.create(FitConfig(**CONFIG), records, records, owner="alice")
+    alice = UserStore(workspace / "users.db").authenticate(token).id
+    run_id = store.create(FitConfig(**CONFIG), records, records, owner=alice)
     with pytest.raises(EvaluationError, match=f"run {run_id} has no saved model to evaluate"):
         call(evaluator, labeled_docs(rows), run_id=run_id)
     model.save(store.artifact_dir(run_id))

@@ -5,20 +5,16 @@ import time
 
 import pytest
 from docarray import DocList
-from jina import Executor
 
-from conftest import ROOT, banking77_slice, user_token
+from conftest import banking77_slice, user_token
 from finetuner_core.config import ConfigError
 from finetuner_core.data import DataError
 from finetuner_core.models import ModelNotAvailableError
 from finetuner_core.runs import RunNotFoundError
 from finetuner_core.wire import FinetunerDoc, read_result
+from integration.called import load
 
 CONFIG = {"batch_size": 16, "max_steps": 2, "eval_ks": [1, 5], "device": "cpu"}
-
-
-def load(name: str, **uses_with):
-    return Executor.load_config(str(ROOT / "executors" / name / "config.yml"), uses_with=uses_with)
 
 
 def csv_doc(rows, split="train", name="train.csv"):

@@ -256,8 +256,8 @@ def test_a_run_can_stop_early_and_still_finish(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "parameters,message",
     [
-        ({"monitor": "mrr"}, "monitor must be 'loss', a metric at a cut-off such as 'mrr@10'"),
-        ({"monitor": "mrr@7"}, "monitor 'mrr@7' needs its cut-off in eval_ks"),
+        ({"monitor": "mrr"}, "monitor: 'mrr' is no metric the evaluation reports; did you mean 'mrr@10'?"),
+        ({"monitor": "mrr@7"}, "monitor: 'mrr@7' needs its cut-off in eval_ks"),
         ({"eval_every_steps": 0}, "eval_every_steps: Input should be greater than or equal to 1"),
         ({"early_stopping_patience": 0}, "early_stopping_patience: Input should be greater than or equal to 1"),
         ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps: Input should be greater than or equal"),

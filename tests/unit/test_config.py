@@ -27,7 +27,7 @@ def test_zero_and_false_values_are_kept():
         ({"batch_size": 30}, "batch_size (30) must be a multiple of num_items_per_class (4)"),
         ({"loss_options": {"margn": 1}}, "TripletMarginLoss has no option(s) margn; allowed: margin"),
         ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
-        ({"eval_ks": [0, 5]}, "every k must be >= 1"),
+        ({"eval_ks": [0, 5]}, "eval_ks: every k must be between 1 and 10000"),
         ({"csv_options": {"encoding": "nope"}}, "unknown encoding 'nope'"),
     ],
 )

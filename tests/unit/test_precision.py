@@ -79,7 +79,7 @@ def test_auto_on_this_cpu_is_bf16_exactly_when_torch_sees_bf16_instructions():
 
 
 def test_fp16_on_the_cpu_is_refused_by_the_config_and_by_train():
-    with pytest.raises(ConfigError, match="precision 'fp16' needs CUDA"):
+    with pytest.raises(ConfigError, match="precision: 'fp16' needs CUDA"):
         parse_fit_config({"precision": "fp16", "device": "cpu"})
     config = FitConfig(model="mlp", model_options=MLP, batch_size=8, num_items_per_class=2, precision="fp16")
     with pytest.raises(PrecisionError, match="precision 'fp16' needs a CUDA device"):

@@ -6,6 +6,7 @@ for the sampler, the shape the model and loss take, an evaluation set deep enoug
 
 from __future__ import annotations
 
+from finetuner_core.data.content_modality import check_text_columns
 from finetuner_core.data.errors import DataError, Problem
 from finetuner_core.data.fit_settings import settle_fit
 from finetuner_core.data.records import QUERY_DOC, SCORED, LabeledItem, PairItem, content_kind
@@ -44,6 +45,11 @@ def check_fit_splits(splits: dict[str, list], config) -> None:
                 split, [Problem(split, f"holds {found} data; model {config.model!r} takes {config.modality}")]
             )
     _validate(splits["train"], "train", min_items_per_class=2 if config.sampler == "class" else 1)
+    if splits.get("eval"):
+        _validate(splits["eval"], "eval", min_items_per_class=1)
+    for split, records in splits.items():
+        if config.modality == "text":
+            check_text_columns(records, split, config.model)
     settle_fit(config, splits)  # the loss and monitor suit the data's shape; eval data deep enough for every k
 
 

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
-
+from finetuner_core.data.content_modality import check_image_column, check_text_columns
 from finetuner_core.data.csv_reader import CSVOptions, read_csv_rows
 from finetuner_core.data.errors import DataError, Problem
 from finetuner_core.data.fit_settings import settle_fit
@@ -27,6 +26,7 @@ from finetuner_core.data.images import load_images, looks_like_image_reference
 from finetuner_core.data.records import LabeledItem, PairItem, Record
 from finetuner_core.data.text_records import text_records
 from finetuner_core.data.validation import validate_records
+from finetuner_core.data.vectors import VectorError, to_vector
 from finetuner_core.models.registry import expected_modality
 
 SPLITS = ("train", "eval")
@@ -42,7 +42,7 @@ def parse_fit_data(docs, config) -> dict[str, list[Item]]:
     """
     modality = expected_modality(config.model, config.model_options.select_model)
     min_items = 2 if config.sampler == "class" else 1
-    splits = parse_data(docs, modality, config.csv_options, min_items_per_class=min_items)
+    splits = parse_data(docs, modality, config.csv_options, min_items_per_class=min_items, model=config.model)
     settle_fit(config, splits)
     return splits
 
@@ -54,9 +54,11 @@ def parse_data(
     min_items_per_class: int = 2,
     required: tuple[str, ...] = ("train",),
     whole: bool = True,
+    model: str | None = None,
 ) -> dict[str, list[Item]]:
-    """Validated records per split (``train``/``eval``) for a model of ``modality``. ``whole=False`` checks
-    rows only, for one batch of a dataset (the classes are checked when the whole dataset is there)."""
+    """Validated records per split (``train``/``eval``) for a model of ``modality`` (named ``model`` in messages,
+    when given). ``whole=False`` checks rows only, for one batch of a dataset (the classes are checked when the
+    whole dataset is there)."""
     docs = list(docs)
     files = {doc.name: doc.blob for doc in docs if getattr(doc, "kind", "item") == "file"}
     by_split = _by_split([(i, doc) for i, doc in enumerate(docs) if getattr(doc, "kind", "item") != "file"])
@@ -64,7 +66,7 @@ def parse_data(
     for split in SPLITS:
         if split not in by_split and split not in required:
             continue
-        records = _records(by_split.get(split, []), split, modality, csv_options, files)
+        records = _records(by_split.get(split, []), split, modality, csv_options, files, model)
         validate_records(records, split, min_items_per_class if split == "train" else 1, whole=whole)
         result[split] = records
     return result
@@ -83,26 +85,31 @@ def _by_split(indexed_docs: list) -> dict[str, list]:
     return by_split
 
 
-def _records(indexed_docs: list, split: str, modality: str, csv_options: CSVOptions, files: dict) -> list[Item]:
+def _records(
+    indexed_docs: list, split: str, modality: str, csv_options: CSVOptions, files: dict, model: str | None
+) -> list[Item]:
     items = [(i, doc) for i, doc in indexed_docs if getattr(doc, "kind", "item") == "item"]
     if modality == "text":
         _check_modalities(items, split, modality)
-        return text_records(indexed_docs, split, csv_options)
+        records = text_records(indexed_docs, split, csv_options)
+        check_text_columns(records, split, model)
+        return records
     raw: list[tuple[str, Any, Any]] = []  # (where, content or image value, label or text)
     for _, doc in indexed_docs:
         if getattr(doc, "kind", "item") == "csv":
-            raw.extend(_csv_rows(doc, modality, csv_options, files))
+            raw.extend(_csv_rows(doc, modality, csv_options, files, model))
     _check_modalities(items, split, modality)
     raw.extend(_item_row(doc, f"{split} document {i}", modality) for i, doc in items)
     return _build(raw, split, modality)
 
 
-def _csv_rows(doc, modality: str, options: CSVOptions, files: dict) -> list[tuple[str, Any, Any]]:
+def _csv_rows(doc, modality: str, options: CSVOptions, files: dict, model: str | None) -> list[tuple[str, Any, Any]]:
     name = doc.name or "data.csv"
     if modality == "vector":
         raise DataError(name, [Problem(name, "vectors come as DocList tensors, not CSV files")])
     columns = {"image": "image, label", "text-image": "image, text"}[modality]
     rows = read_csv_rows(doc.blob or b"", name, options, columns)
+    check_image_column(rows, name, modality, files, model)
     if modality == "image":
         return [(where, _attached(cells[0], files), cells[1]) for where, cells in rows]
     pairs = [_pair_cells(where, cells, files) for where, cells in rows]
@@ -156,7 +163,7 @@ def _build(raw: list[tuple[str, Any, Any]], split: str, modality: str) -> list[I
     if modality == "vector" and any(value is None for _, value, _ in raw):
         raise DataError(split, [Problem(w, "the vector (field 'tensor') is missing") for w, v, _ in raw if v is None])
     if modality == "vector":
-        return [LabeledItem(_vector(c), label, where) for where, c, label in raw]
+        return _vector_items(raw, split)
     problems = [Problem(where, f"{value!r}") for where, value, _ in raw if isinstance(value, _Missing)]
     present = [(where, value) for where, value, _ in raw if not isinstance(value, _Missing)]
     try:
@@ -170,8 +177,16 @@ def _build(raw: list[tuple[str, Any, Any]], split: str, modality: str) -> list[I
     return [PairItem(text, image, where) for image, (where, _, text) in zip(images, raw, strict=True)]
 
 
-def _vector(value: Any) -> Any:
-    return None if value is None else np.asarray(value, dtype=np.float32).reshape(-1)
+def _vector_items(raw: list[tuple[str, Any, Any]], split: str) -> list[Item]:
+    items, problems = [], []
+    for where, value, label in raw:
+        try:
+            items.append(LabeledItem(to_vector(value), label, where))
+        except VectorError as exc:
+            problems.append(Problem(where, str(exc)))
+    if problems:
+        raise DataError(split, problems)
+    return items
 
 
 def modality(doc) -> str:

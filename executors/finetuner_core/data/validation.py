@@ -9,6 +9,7 @@ the number of pairs, different scores) is checked when the whole set is there.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 from finetuner_core.data.errors import DataError, Problem
@@ -19,8 +20,12 @@ from finetuner_core.data.records import (
     LabeledItem,
     QueryDocItem,
     ScoredPairItem,
+    content_kind,
     shape_of,
 )
+from finetuner_core.data.vectors import length_problems, vector_problem
+
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def validate_records(records: list, dataset: str, min_items_per_class: int = 2, whole: bool = True) -> None:
@@ -48,10 +53,24 @@ def validate_labeled(
     if not records:
         raise DataError(dataset, [Problem(dataset, "the data set is empty")])
     problems = [p for index, record in enumerate(records) for p in _record_problems(record, index)]
+    problems += _vector_length_problems(records)
     if not problems and whole:
         problems = _class_problems(records, dataset, min_items_per_class)
     if problems:
-        raise DataError(dataset, problems)
+        order = {record.source or f"item {index}": index for index, record in enumerate(records)}
+        raise DataError(dataset, sorted(problems, key=lambda problem: order.get(problem.where, -1)))
+
+
+def _vector_length_problems(records: list[LabeledItem]) -> list[Problem]:
+    """Vectors (good on their own) whose length differs from the others', in the order of the records."""
+    vectors = [
+        (record.source or f"item {index}", record.content)
+        for index, record in enumerate(records)
+        if record.content is not None
+        and content_kind(record.content) == "vector"
+        and not vector_problem(record.content)
+    ]
+    return length_problems([where for where, _ in vectors], [vector for _, vector in vectors])
 
 
 def _record_problems(record: LabeledItem, index: int) -> list[Problem]:
@@ -59,8 +78,12 @@ def _record_problems(record: LabeledItem, index: int) -> list[Problem]:
     problems = []
     if record.content is None or (isinstance(record.content, str) and not record.content.strip()):
         problems.append(Problem(where, "text is empty or whitespace"))
+    elif content_kind(record.content) == "vector" and (reason := vector_problem(record.content)):
+        problems.append(Problem(where, reason))
     if record.label is None or not str(record.label).strip():
         problems.append(Problem(where, "label is missing"))
+    texts = {"text": record.content, "label": None if record.label is None else str(record.label)}
+    problems += [Problem(where, reason) for reason in unstorable(texts)]
     return problems
 
 
@@ -87,12 +110,16 @@ def validate_pairs(records: list, dataset: str) -> None:
     if not records:
         raise DataError(dataset, [Problem(dataset, "the data set is empty")])
     problems = [
-        Problem(record.source or f"item {index}", "text is empty or whitespace")
+        Problem(record.source or f"item {index}", reason)
         for index, record in enumerate(records)
-        if not _has_text(record.text)
+        for reason in _caption_problems(record.text)
     ]
     if problems:
         raise DataError(dataset, problems)
+
+
+def _caption_problems(text) -> list[str]:
+    return unstorable({"text": text}) if _has_text(text) else ["text is empty or whitespace"]
 
 
 def validate_query_docs(records: list[QueryDocItem], dataset: str, whole: bool = True) -> None:
@@ -115,7 +142,7 @@ def query_doc_problems(record: QueryDocItem) -> list[str]:
         problems.append("query is empty or whitespace")
     if not _has_text(record.document):
         problems.append("document (the second text) is missing, empty or whitespace")
-    return problems
+    return problems + unstorable({"query": record.query, "document": record.document})
 
 
 def validate_scored(records: list[ScoredPairItem], dataset: str, whole: bool = True) -> None:
@@ -164,13 +191,27 @@ def scored_problems(record: ScoredPairItem) -> list[str]:
         problems.append(f"score {score!r} is not a number")
     elif not math.isfinite(score):
         problems.append(f"score is {score}, not a finite number")
-    return problems
+    return problems + unstorable({"text": record.text, "second text": record.text_pair})
 
 
 def _pair_count_problems(records: list, dataset: str) -> list[Problem]:
     if len(records) >= 2:
         return []
     return [Problem(dataset, "needs at least 2 pairs: the other pairs of a batch are what each pair is compared with")]
+
+
+def unstorable(texts: dict[str, object]) -> list[str]:
+    """A reason for each text that cannot be written as UTF-8: it holds a lone surrogate (``\\ud800`` ...),
+    half of a character that Python strings can carry and no file can."""
+    reasons = []
+    for field, text in texts.items():
+        if not isinstance(text, str):
+            continue
+        found = SURROGATE.search(text)
+        if found:
+            reason = f"{field} holds a lone surrogate (U+{ord(found.group()):04X}) at position {found.start()}, "
+            reasons.append(reason + "half of a character, which cannot be stored as UTF-8")
+    return reasons
 
 
 def _has_text(value) -> bool:

@@ -16,6 +16,8 @@ The answer holds the first model's ``metrics`` and ``examples`` (so one model re
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from finetuner_core.evaluation.dataset import EvalSet
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.evaluate import Evaluation
+from finetuner_core.models.options import ModelOptions
+from finetuner_core.models.registry import check_model_source
 
 
 class ModelRef(BaseModel):
@@ -68,6 +72,20 @@ def model_specs(parameters: dict[str, Any], model: str, model_options: dict[str,
     except ValidationError as exc:
         lines = [f"  {'.'.join(map(str, e['loc'])) or 'models'}: {e['msg']}" for e in exc.errors()]
         raise EvaluationError("invalid models to evaluate:\n" + "\n".join(lines)) from None
+
+
+def check_model_sources(specs: list[ModelSpec], model_roots: Iterable[Path]) -> None:
+    """Every model named (not a run's): a registered name or a folder under the operator's roots, its weights file
+    under one (``models.registry.check_model_source``); runs are checked against their owner by the run store."""
+    roots = list(model_roots)
+    for spec in specs:
+        for ref in (spec.query, spec.index):
+            if ref is not None and ref.model is not None:
+                try:
+                    weights = ModelOptions.model_validate(ref.model_options).weights
+                except ValidationError as exc:
+                    raise EvaluationError(f"model_options of {ref.label}: {exc.errors()[0]['msg']}") from None
+                check_model_source(ref.model, weights, roots)
 
 
 def _spec(entry: str | dict[str, Any]) -> ModelSpec:

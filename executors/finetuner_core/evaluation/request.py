@@ -39,6 +39,11 @@ def doc_input(doc: Any) -> tuple[str, Any]:
         return "text", doc.text
     for field in ("blob", "uri", "tensor"):
         value = getattr(doc, field, None)
+        if field == "uri" and value is not None and not str(value).strip().lower().startswith("data:"):
+            raise EvaluationError(
+                f"an image 'uri' is a data: URI; the server reads no paths ({str(value)[:80]!r}): send the image "
+                "bytes in 'blob'"
+            )
         if value is not None:
             is_vector = field == "tensor" and np.ndim(value) == 1
             return ("vector", np.asarray(value, np.float32)) if is_vector else ("image", value)

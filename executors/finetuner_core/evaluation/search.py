@@ -185,6 +185,18 @@ def merge_search_answers(payloads: Sequence[dict[str, Any]], k: int | None = Non
     }
 
 
+def search_result(payloads: Sequence[dict[str, Any]], k: int) -> dict[str, Any]:
+    """The answer of a whole ``/search`` (every shard's answer merged; refused when a shard is missing), as JSON:
+    ``k``, ``total``, ``shards``, and per query ``ids``, ``scores`` and ``results`` (id, score, name, label)."""
+    merged = merge_search_answers(payloads, k)
+    return {**merged, "scores": merged["scores"].tolist(), "ids": merged["ids"].tolist()}
+
+
+def shard_payloads(payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The shards' answers among result payloads (a shard's answer names its ``shard``)."""
+    return [p for p in payloads if "shard" in p]
+
+
 def _encode_slice(index: IndexItems, positions: range, encode: Encode) -> IndexSlice:
     if not len(positions):
         return IndexSlice(positions, np.zeros((0, 0), np.float32), [], [])

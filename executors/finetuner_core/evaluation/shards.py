@@ -200,5 +200,10 @@ def merge_answers(answers: Sequence[ShardAnswer], k: int) -> tuple[np.ndarray, n
     if seen != list(range(shards)):
         missing = sorted(set(range(shards)) - set(seen))
         repeated = sorted({s for s in seen if seen.count(s) > 1})
-        raise EvaluationError(f"incomplete search answer: {shards} shards, missing {missing}, repeated {repeated}")
+        if missing:
+            raise EvaluationError(
+                f"search failed: shard {', '.join(map(str, missing))} of {shards} did not answer (is every evaluator "
+                "shard running? the Flow's log says why); no partial answer is given"
+            )
+        raise EvaluationError(f"search failed: shard {', '.join(map(str, repeated))} of {shards} answered twice")
     return merge_top_k([(a.scores, a.ids) for a in answers], min(k, total))

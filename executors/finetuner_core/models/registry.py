@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
 DEFAULT_CLIP_MODEL = "lit-minilm-efficientnet-lite0"
 PREFIXES = ("timm/", "openclip/")
+MODEL_ROOTS_VARIABLE = "FINETUNER_MODEL_ROOTS"
 
 
 class ModelNotAvailableError(LookupError):
@@ -113,6 +115,50 @@ def check_available(name: str, weights: str | None = None, pretrained: bool = Tr
         "and not a local folder. Nothing is downloaded at run time; save the model to a folder "
         "(e.g. SentenceTransformer(...).save(path) on a machine with network access) and pass that path."
     )
+
+
+class ModelSourceError(ModelNotAvailableError):
+    """A request named a model or weights file on the server outside the folders the operator allows."""
+
+
+def model_roots(setting: Iterable[str | os.PathLike] | str | None = None) -> list[Path]:
+    """The folders whose models and weights files a request may name: an executor's ``model_roots`` setting
+    plus ``$FINETUNER_MODEL_ROOTS`` (separated by ``os.pathsep``), resolved; none by default."""
+    entries = [setting] if isinstance(setting, str) else list(setting or [])
+    entries += os.environ.get(MODEL_ROOTS_VARIABLE, "").split(os.pathsep)
+    return [Path(entry).expanduser().resolve() for entry in map(str, entries) if entry.strip()]
+
+
+def is_registered(name: str) -> bool:
+    """A registered backbone, or a ``timm/`` / ``openclip/`` name (not a folder of that name)."""
+    name = canonical(name)
+    return name in BACKBONES or (name.startswith(PREFIXES) and not Path(name).expanduser().exists())
+
+
+def check_model_source(name: str, weights: str | None, roots: Iterable[Path]) -> None:
+    """Refuse a model or weights file a request names on the server outside ``roots`` (see :func:`model_roots`).
+
+    Where requests enter (the executors), a model is a registered name or a folder under an operator's root, and
+    ``weights`` a file under one; symlinks and ``..`` are resolved first. Local use (``build_model``) has no such
+    rule."""
+    roots = list(roots)
+    allowed = ", ".join(map(str, roots)) or "none set"
+    if not is_registered(name) and not _under(name, roots):
+        raise ModelSourceError(
+            f"model {name!r} is not available offline: it is not a registered model, and local paths must lie "
+            f"under the operator's model roots ({allowed})"
+        )
+    if weights is not None and not _under(weights, roots):
+        raise ModelSourceError(
+            f"model_options.weights {weights!r}: a weights file must lie under the operator's model roots ({allowed})"
+        )
+
+
+def _under(path: str, roots: list[Path]) -> bool:
+    if not path.strip() or "\0" in path:
+        return False
+    resolved = Path(path).expanduser().resolve()
+    return any(resolved.is_relative_to(root) for root in roots)
 
 
 def expected_modality(name: str, select_model: str | None = None) -> str:

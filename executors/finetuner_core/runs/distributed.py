@@ -3,9 +3,11 @@
 On the node the run is started on (the trainer's), :func:`launch` runs torchrun as a subprocess and waits for
 it; the workers' output goes to ``workers.log`` in the run folder. This node's local rank 0 leads (see
 training.distributed). Cancellation reaches the workers through the file ``cancel`` in the run folder, which
-the lead polls after every step and broadcasts, so that every rank stops after the same step. The lead records
-the run's end (FINISHED, CANCELLED, FAILED); if the workers exit before that, the run fails with the first error
-in ``workers.log``.
+the lead polls after every step and broadcasts, so that every rank stops after the same step. Workers that have
+not stopped ``cancel_grace_s`` after the cancel (still waiting for other nodes at the rendezvous, loading the
+model, or in a long step) are ended with torchrun's whole process group, and the run is CANCELLED. The lead
+records the run's end (FINISHED, CANCELLED, FAILED); if the workers exit before that, the run fails with the
+first error in ``workers.log``.
 
 Each other node of a several-node run joins with the run's folder (a copy, or a read-only share)::
 
@@ -17,8 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +38,8 @@ CANCEL_FILE = "cancel"
 WORKERS_LOG = "workers.log"
 WORKER_MODULE = "finetuner_core.runs.distributed_worker"
 POLL_S = 0.5
+CANCEL_GRACE_S = 30.0  # how long the workers may take to stop on their own after a cancel
+STOP_WAIT_S = 30.0  # how long the workers may take to exit after SIGTERM, before SIGKILL
 LOG_TAIL_CHARS = 1000
 ERROR_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Failed): .+)$")
 
@@ -122,8 +128,16 @@ def cancel_file(store: RunStore, run_id: str) -> Path:
     return store.path(run_id) / CANCEL_FILE
 
 
-def launch(store: RunStore, run_id: str, should_stop: Callable[[], bool], log: Callable[[str], None]) -> None:
-    """Run ``run_id`` with torchrun on this node and wait for it; the lead records how the run ended."""
+def launch(
+    store: RunStore,
+    run_id: str,
+    should_stop: Callable[[], bool],
+    log: Callable[[str], None],
+    cancel_grace_s: float = CANCEL_GRACE_S,
+) -> None:
+    """Run ``run_id`` with torchrun on this node and wait for it; the lead records how the run ended. Once
+    ``should_stop()``, the cancel file asks the workers to stop; those still running ``cancel_grace_s`` later
+    are ended, and the run is CANCELLED."""
     config = store.config(run_id)
     options, device = config.distributed, pick_device(config.device)
     options.check_gpus(device)
@@ -135,16 +149,24 @@ def launch(store: RunStore, run_id: str, should_stop: Callable[[], bool], log: C
         f"node(s), backend {options.backend_for(device)}); their output goes to {WORKERS_LOG}"
     )
     command = torchrun_command(options, device, store.root, run_id)
+    asked: list[float] = []  # when the cancel was asked for
 
-    def poll() -> None:
-        if should_stop() and not cancel.exists():
+    def poll() -> bool:
+        if not asked and should_stop():
             cancel.touch()
+            asked.append(time.monotonic())
+        return bool(asked) and time.monotonic() - asked[0] >= cancel_grace_s
 
     output = store.path(run_id) / WORKERS_LOG
     code = run_torchrun(command, worker_environment(per_node, lead=True), output, poll)
-    if not RunStatus(store.status(run_id)["status"]).is_final:
-        cause = first_error(output.read_text("utf-8", errors="replace"))
-        raise WorkersFailed(f"the training processes exited with code {code} before the run ended: {cause}")
+    if RunStatus(store.status(run_id)["status"]).is_final:
+        return
+    if asked:
+        log(f"cancelled: the training processes were ended ({cancel_grace_s:g} s after the cancel)")
+        store.set_status(run_id, RunStatus.CANCELLED)
+        return
+    cause = first_error(output.read_text("utf-8", errors="replace"))
+    raise WorkersFailed(f"the training processes exited with code {code} before the run ended: {cause}")
 
 
 def first_error(output: str) -> str:
@@ -157,27 +179,44 @@ def first_error(output: str) -> str:
     return output[-LOG_TAIL_CHARS:].strip() or "(no output)"
 
 
-def run_torchrun(command: list[str], environment: dict[str, str], output: Path, poll: Callable[[], None]) -> int:
+def run_torchrun(command: list[str], environment: dict[str, str], output: Path, poll: Callable[[], bool]) -> int:
     """Run ``command`` with its output appended to ``output``, calling ``poll()`` while it runs; its exit code.
 
-    Ended (SIGTERM, then SIGKILL) if this process stops waiting for it, e.g. on an exception or an interrupt.
+    torchrun and its workers run in a process group of their own, which is ended (SIGTERM, then SIGKILL) when
+    ``poll()`` returns True or this process stops waiting for it, e.g. on an exception or an interrupt.
     """
     with open(output, "ab") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=environment)
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+        )
         try:
             while True:
                 try:
                     return process.wait(timeout=POLL_S)
                 except subprocess.TimeoutExpired:
-                    poll()
+                    if poll():
+                        break
         finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process_group(process)
+        return process.returncode
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """End ``process`` (the leader of its own process group) and every process left in its group: SIGTERM, then
+    SIGKILL to whatever is left once the leader has exited or ``STOP_WAIT_S`` has passed."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return  # the group has no process left
+    try:
+        process.wait(timeout=STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def join(root: str | Path, run_id: str, node_rank: int | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 from finetuner_core.data.records import LabeledItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
@@ -64,6 +65,17 @@ def execute_run(store: RunStore, run_id: str, should_stop=lambda: False, ranks: 
         logger.exception("run %s failed", run_id)
         log(f"failed: {type(exc).__name__}: {exc}")
         store.set_status(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        try:
+            remove_checkpoint(store, run_id)  # a failed run is not resumed
+        except Exception:  # e.g. a run whose config cannot be read: the run has failed already
+            logger.exception("run %s: the training checkpoint was not removed", run_id)
+
+
+def remove_checkpoint(store: RunStore, run_id: str) -> None:
+    """Remove the run's training checkpoint (it is needed only to resume), unless its config keeps it."""
+    folder = store.path(run_id) / CHECKPOINT_FOLDER
+    if folder.exists() and not store.config(run_id).keep_checkpoint:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _execute(store: RunStore, run_id: str, log, should_stop, ranks: Ranks | None = None) -> None:
@@ -126,6 +138,7 @@ def _execute(store: RunStore, run_id: str, log, should_stop, ranks: Ranks | None
     write_model_card(store.artifact_dir(run_id), config, store.metrics(run_id), summary, training=training)
     files = write_manifest(store.artifact_dir(run_id))
     log(f"model saved: {len(files)} files, {sum(f['size'] for f in files) / 1e6:.1f} MB")
+    remove_checkpoint(store, run_id)
     store.set_status(run_id, RunStatus.FINISHED)
 
 

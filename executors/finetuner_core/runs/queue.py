@@ -6,7 +6,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from finetuner_core.runs.execute import execute_run
+from finetuner_core.runs.execute import execute_run, remove_checkpoint
 from finetuner_core.runs.store import RunStatus, RunStore
 
 
@@ -17,6 +17,10 @@ class RunQueue:
     mid-run, e.g. killed): they go on from their last training checkpoint. ``close(suspend=True)`` (the
     trainer is stopping, e.g. on SIGTERM) stops the runs in progress at their next step, after a checkpoint,
     and leaves them QUEUED, to be resumed by the next trainer on this workspace.
+
+    A cancel is stored at once: a queued run ends CANCELLED before it starts, a started one is marked and stops
+    at its next step; neither is resumed by a later trainer. A run that has ended keeps no training checkpoint
+    (unless its config says ``keep_checkpoint``); a suspended one keeps it, to go on from it.
     """
 
     def __init__(self, store: RunStore, concurrency: int = 1, execute: Callable[..., None] = execute_run):
@@ -33,12 +37,15 @@ class RunQueue:
             worker.start()
 
     def submit(self, run_id: str) -> None:
-        self.store.set_status(run_id, RunStatus.QUEUED)
-        self._queue.put(run_id)
+        if self.store.set_status_if(run_id, RunStatus.QUEUED, (RunStatus.CREATED,)):
+            self._queue.put(run_id)
 
     def cancel(self, run_id: str) -> None:
-        """Ask a queued or started run to stop; it ends CANCELLED."""
+        """Stop a queued or started run; it ends CANCELLED (a queued one at once)."""
         self._cancelled.add(run_id)
+        self.store.request_cancel(run_id)
+        if self.store.status(run_id)["status"] == RunStatus.CANCELLED:
+            remove_checkpoint(self.store, run_id)  # e.g. of a run suspended, then cancelled before it resumed
 
     def close(self, timeout: float | None = None, suspend: bool = False) -> None:
         """Stop the workers after the runs they are executing (``suspend``: at their next step); queued runs
@@ -51,21 +58,30 @@ class RunQueue:
 
     def _work(self) -> None:
         while (run_id := self._queue.get()) is not None:
-            if self._suspending:
-                continue
-            if run_id in self._cancelled:
-                self.store.set_status(run_id, RunStatus.CANCELLED)
-                continue
+            if self._suspending or not self.store.set_status_if(run_id, RunStatus.STARTED, (RunStatus.QUEUED,)):
+                continue  # the trainer is stopping (the run stays QUEUED), or the run was cancelled
             self.execute(self.store, run_id, lambda rid=run_id: rid in self._cancelled or self._suspending)
-            if self._suspending and run_id not in self._cancelled:
+            if self._suspending and run_id not in self._cancelled and self._requeue(run_id):
                 self.store.log(run_id, "suspended: the trainer is stopping; the run resumes when it restarts")
-                self.store.set_status(run_id, RunStatus.QUEUED)
+            elif self.store.status(run_id)["status"] == RunStatus.CANCELLED:
+                remove_checkpoint(self.store, run_id)
+
+    def _requeue(self, run_id: str) -> bool:
+        """A run stopped by the trainer's stopping goes back to the queue (one that ended anyway stays ended)."""
+        return self.store.set_status_if(run_id, RunStatus.QUEUED, (RunStatus.STARTED, RunStatus.CANCELLED))
 
     def _recover(self) -> None:
         self.store.sweep()
         for run in self.store.list(limit=None):
-            if run["status"] == RunStatus.STARTED:
-                self.store.log(run["run_id"], "the trainer restarted: resuming from the last checkpoint")
-                self.store.set_status(run["run_id"], RunStatus.QUEUED)
-            if run["status"] in (RunStatus.QUEUED, RunStatus.STARTED):
-                self._queue.put(run["run_id"])
+            run_id, status = run["run_id"], run["status"]
+            if status not in (RunStatus.QUEUED, RunStatus.STARTED):
+                continue
+            if self.store.cancel_requested(run_id):
+                self.store.log(run_id, "cancelled")
+                self.store.set_status(run_id, RunStatus.CANCELLED)
+                remove_checkpoint(self.store, run_id)
+                continue
+            if status == RunStatus.STARTED:
+                self.store.log(run_id, "the trainer restarted: resuming from the last checkpoint")
+                self.store.set_status(run_id, RunStatus.QUEUED)
+            self._queue.put(run_id)

@@ -7,7 +7,8 @@ its log lines; its metrics per evaluation stage (``before``, ``step N``, ``after
                    /train.jsonl      accepted training data, a JSON row per item (data.records.to_row)
                    /eval.jsonl       accepted evaluation data (optional)
                    /images/          the data's images as PNG files, named by the rows
-                   /checkpoint/      the latest training checkpoint, while the run trains
+                   /checkpoint/      the latest training checkpoint, while the run trains (kept after its end
+                                     only with FitConfig.keep_checkpoint)
                    /model/           the artifact (with manifest.json: every file's size and sha256)
 
 Run ids are generated here and checked against :data:`RUN_ID` before they become paths; a run of another owner
@@ -49,7 +50,8 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, created_at);
 CREATE TABLE IF NOT EXISTS experiments (
@@ -104,6 +106,9 @@ class RunStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.root / "runs.db", SCHEMA)
+        with self.db.transaction() as connection:  # a runs.db from before cancel requests were stored
+            if "cancel_requested" not in {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}:
+                connection.execute("ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
 
     def create(
         self,
@@ -183,15 +188,37 @@ class RunStore:
         return _status_record(self._record(run_id))
 
     def set_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        self.set_status_if(run_id, status, error=error)
+
+    def set_status_if(
+        self, run_id: str, status: RunStatus, current: tuple[RunStatus, ...] | None = None, error: str | None = None
+    ) -> bool:
+        """Set the run's status if its status now is one of ``current`` (None: whatever it is); whether it did.
+        The test and the change are one transaction."""
         now = time.time()
         started = now if status == RunStatus.STARTED else None
         finished = now if RunStatus(status).is_final else None
+        only = "" if current is None else f" AND status IN ({', '.join('?' for _ in current)})"
         with self.db.transaction() as connection:
-            connection.execute(
-                "UPDATE runs SET status = ?, error = COALESCE(?, error), updated_at = ?, "
-                "started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at) WHERE id = ?",
-                (str(status), error, now, started, finished, run_id),
+            return bool(
+                connection.execute(
+                    "UPDATE runs SET status = ?, error = COALESCE(?, error), updated_at = ?, "
+                    f"started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at) WHERE id = ?{only}",
+                    (str(status), error, now, started, finished, run_id, *(str(c) for c in current or ())),
+                ).rowcount
             )
+
+    def request_cancel(self, run_id: str) -> None:
+        """A run that has not started ends CANCELLED now; a started one is marked to stop (``cancel_requested``),
+        which outlives a restart of the trainer."""
+        if not self.set_status_if(run_id, RunStatus.CANCELLED, (RunStatus.CREATED, RunStatus.QUEUED)):
+            with self.db.transaction() as connection:
+                connection.execute(
+                    "UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status = ?", (run_id, RunStatus.STARTED)
+                )
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return bool(self._record(run_id)["cancel_requested"])
 
     def log(self, run_id: str, message: str) -> None:
         with self.db.transaction() as connection:

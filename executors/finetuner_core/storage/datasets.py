@@ -5,7 +5,12 @@ was interrupted continues it (the batches already stored are reported, so the cl
 starting one that already finished returns the finished dataset. When every batch is there, the dataset is
 validated as a whole and its content hash (over the stored rows and image bytes) computed; if the owner already
 has a dataset with the same content, the new copy is dropped and the existing one returned: the same data is
-stored once. Layout::
+stored once.
+
+Each batch comes with what the client declared of it: its number of items and :func:`batch_sha256` of its
+records. A request that holds a part of a batch only (a client that cut the batch into several requests) is
+refused, and so is a batch sent again with other content; sent again with the same content, it changes nothing.
+An upload that fails at commit is deleted with its batches. Layout::
 
     <root>/datasets.db                       datasets and their stored batches
     <root>/<dataset_id>/part-<index>.jsonl   the rows of one batch (data.records.to_row)
@@ -24,8 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from finetuner_core.data.records import to_row
 from finetuner_core.storage.database import Database
-from finetuner_core.storage.rows import atomic_write, image_writer, read_records, rows_text
+from finetuner_core.storage.rows import atomic_write, image_writer, json_rows, read_records, rows_text
 
 DATASET_ID = re.compile(r"^ds-[0-9a-f]{16}$")
 UPLOAD_KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -52,9 +60,11 @@ CREATE TABLE IF NOT EXISTS parts (
     idx INTEGER NOT NULL,
     items INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    sha256 TEXT,
     PRIMARY KEY (dataset_id, idx)
 );
 """
+ONE_REQUEST = "post each batch in one request (request_size >= the batch size)"
 
 
 class DatasetNotFoundError(LookupError):
@@ -67,6 +77,9 @@ class DatasetStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.root / "datasets.db", SCHEMA)
         self.max_bytes = max_bytes
+        with self.db.transaction() as connection:  # a datasets.db from before batches had digests
+            if "sha256" not in {row["name"] for row in connection.execute("PRAGMA table_info(parts)")}:
+                connection.execute("ALTER TABLE parts ADD COLUMN sha256 TEXT")
 
     def begin(self, owner: str, name: str, upload_key: str, batches: int) -> dict[str, Any]:
         """The dataset this upload fills: a finished one with the same key, an interrupted one, or a new one."""
@@ -93,28 +106,41 @@ class DatasetStore:
         (self.root / dataset_id / "images").mkdir(parents=True, exist_ok=True)
         return self.describe(dataset_id, owner)
 
-    def put_batch(self, dataset_id: str, owner: str, index: int, records: list) -> dict[str, Any]:
-        """Store batch ``index`` (again, if it was stored before: the last copy wins)."""
+    def put_batch(
+        self, dataset_id: str, owner: str, index: int, records: list, items: object, sha256: object
+    ) -> dict[str, Any]:
+        """Store batch ``index``, whose client declared ``items`` records of digest ``sha256``
+        (:func:`batch_sha256`). Refused when the records are not what was declared, or when the batch was
+        stored before with other content; the same content again changes nothing."""
         dataset = self._record(dataset_id, owner)
         if dataset["status"] == READY:
             return self.describe(dataset_id, owner)
         if not isinstance(index, int) or not 0 <= index < dataset["batches"]:
             raise ValueError(f"batch index must be in [0, {dataset['batches']}), got {index!r}")
+        where = f"batch {index} of dataset {dataset_id}"
+        content = _check_declared(where, records, items, sha256)
+        stored = self.db.row("SELECT sha256 FROM parts WHERE dataset_id = ? AND idx = ?", (dataset_id, index))
+        if stored is not None and stored["sha256"] == content:
+            return self.describe(dataset_id, owner)
+        if stored is not None and stored["sha256"] is not None:
+            raise ValueError(f"{where} was already stored with other content: {ONE_REQUEST}")
         folder = self.root / dataset_id
         for stale in folder.glob(f"images/{index:06d}-*.png"):
             stale.unlink()
         text = rows_text(records, image_writer(folder, f"{index:06d}-"))
         size = len(text.encode("utf-8")) + sum(p.stat().st_size for p in folder.glob(f"images/{index:06d}-*.png"))
-        stored = self.db.row(
+        others = self.db.row(
             "SELECT COALESCE(SUM(bytes), 0) AS n FROM parts WHERE dataset_id = ? AND idx != ?", (dataset_id, index)
         )
-        if stored["n"] + size > self.max_bytes:
+        if others["n"] + size > self.max_bytes:
+            for image in folder.glob(f"images/{index:06d}-*.png"):
+                image.unlink()
             raise ValueError(f"dataset {dataset_id} would exceed the upload limit of {self.max_bytes} bytes")
         atomic_write(folder / f"part-{index:06d}.jsonl", text)
         with self.db.transaction() as connection:
             connection.execute(
-                "INSERT OR REPLACE INTO parts (dataset_id, idx, items, bytes) VALUES (?, ?, ?, ?)",
-                (dataset_id, index, len(records), size),
+                "INSERT OR REPLACE INTO parts (dataset_id, idx, items, bytes, sha256) VALUES (?, ?, ?, ?, ?)",
+                (dataset_id, index, len(records), size, content),
             )
             connection.execute("UPDATE datasets SET updated_at = ? WHERE id = ?", (time.time(), dataset_id))
         return self.describe(dataset_id, owner)
@@ -126,13 +152,12 @@ class DatasetStore:
             return dataset
         if dataset["missing"]:
             raise ValueError(f"dataset {dataset_id} lacks batches {dataset['missing'][:10]}")
-        records = self.records(dataset_id, owner, ready=False)
-        try:
-            validate(records)
+        try:  # a dataset that cannot be read back or fails the whole-set checks is not kept
+            validate(self.records(dataset_id, owner, ready=False))
+            content = self._content_sha256(dataset_id)
         except Exception:
             self.delete(dataset_id, owner)
             raise
-        content = self._content_sha256(dataset_id)
         same = self.db.row(
             "SELECT id FROM datasets WHERE owner = ? AND content_sha256 = ? AND status = ?", (owner, content, READY)
         )
@@ -188,10 +213,38 @@ class DatasetStore:
         folder = self.root / dataset_id
         digest = hashlib.sha256()
         for part in sorted(folder.glob("part-*.jsonl")):
-            for line in part.read_text("utf-8").splitlines():
-                row = json.loads(line)
+            for row in json_rows(part):
                 image = row.pop("image", None)
                 digest.update(json.dumps(row, sort_keys=True).encode("utf-8"))
                 if image is not None:
                     digest.update(hashlib.sha256((folder / image).read_bytes()).digest())
         return digest.hexdigest()
+
+
+def batch_sha256(records: list) -> str:
+    """The digest of a batch's records as the client declares it and the store checks it: the records' rows
+    (data.records.to_row), an image as its size and RGB pixels, so that PNG encoding does not change it."""
+    digest = hashlib.sha256()
+
+    def pixels(image: Image.Image) -> str:
+        rgb = image.convert("RGB")
+        return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+
+    for record in records:
+        digest.update(json.dumps(to_row(record, pixels), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _check_declared(where: str, records: list, items: object, sha256: object) -> str:
+    """The records' :func:`batch_sha256`, when they are the ``items`` records of digest ``sha256`` declared."""
+    if isinstance(items, float) and items.is_integer():  # gRPC parameters carry every number as a float
+        items = int(items)
+    if not isinstance(items, int) or isinstance(items, bool) or not isinstance(sha256, str):
+        raise ValueError(f"{where}: declare its number of items and its sha256 (dataset.items, dataset.sha256)")
+    if items != len(records):
+        raise ValueError(f"{where} was declared with {items} items, this request holds {len(records)}: {ONE_REQUEST}")
+    content = batch_sha256(records)
+    if sha256 != content:
+        raise ValueError(f"{where} does not match the sha256 declared for it: {ONE_REQUEST}")
+    return content

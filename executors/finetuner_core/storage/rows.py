@@ -36,7 +36,13 @@ def read_records(folder: Path, path: Path) -> list:
     def load_image(name: str) -> Image.Image:
         return image_from_png_bytes((folder / name).read_bytes())
 
-    return [from_row(json.loads(line), load_image) for line in path.read_text("utf-8").splitlines()]
+    return [from_row(row, load_image) for row in json_rows(path)]
+
+
+def json_rows(path: Path) -> list[dict]:
+    """The JSON rows of a rows file. Lines end in ``\\n`` only: a text may hold other line breaks (U+2028,
+    U+0085, ...), which JSON keeps as they are and ``str.splitlines`` would cut."""
+    return [json.loads(line) for line in path.read_bytes().decode("utf-8").split("\n") if line]
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -3,6 +3,9 @@
 Every request to the Flow carries a token (``parameters["token"]``); :meth:`UserStore.authenticate` turns it into
 the :class:`User` whose datasets, runs and artifacts the request may see. Tokens are issued by an administrator
 with ``python -m finetuner_core.admin`` (or ``finetuner admin``), never over the Flow.
+
+What a user owns is stored under its :attr:`User.id`, generated when the user is created and never reused: a
+user deleted and then created again under the same name is a new user and sees nothing of the old one's.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from finetuner_core.storage.database import Database
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+USER_ID = re.compile(r"^u:[0-9a-f]{32}$")  # a colon: no user name looks like an id
 TOKEN_PREFIX = "ft_"
 MIN_TOKEN_LENGTH = 32
 
@@ -26,7 +30,8 @@ CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     token_sha256 TEXT NOT NULL UNIQUE,
     admin INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    id TEXT
 );
 """
 
@@ -37,6 +42,7 @@ class AuthError(PermissionError):
 
 @dataclass(frozen=True)
 class User:
+    id: str
     name: str
     admin: bool = False
 
@@ -44,6 +50,12 @@ class User:
 class UserStore:
     def __init__(self, path: str | Path):
         self.db = Database(path, SCHEMA)
+        with self.db.transaction() as connection:  # a users.db from before users had ids: each gets one
+            if "id" not in {row["name"] for row in connection.execute("PRAGMA table_info(users)")}:
+                connection.execute("ALTER TABLE users ADD COLUMN id TEXT")
+            for row in connection.execute("SELECT name FROM users WHERE id IS NULL").fetchall():
+                connection.execute("UPDATE users SET id = ? WHERE name = ?", (_new_id(), row["name"]))
+            connection.execute("CREATE UNIQUE INDEX IF NOT EXISTS users_by_id ON users (id)")
 
     def create(self, name: str, admin: bool = False) -> str:
         """Add user ``name`` and return its token (shown once; not recoverable)."""
@@ -54,8 +66,8 @@ class UserStore:
         token = _new_token()
         with self.db.transaction() as connection:
             connection.execute(
-                "INSERT INTO users (name, token_sha256, admin, created_at) VALUES (?, ?, ?, ?)",
-                (name, _digest(token), int(admin), time.time()),
+                "INSERT INTO users (name, token_sha256, admin, created_at, id) VALUES (?, ?, ?, ?, ?)",
+                (name, _digest(token), int(admin), time.time(), _new_id()),
             )
         return token
 
@@ -68,9 +80,9 @@ class UserStore:
             raise ValueError(f"user name {name!r}: letters, digits and _.@- only, 1 to 64 characters")
         with self.db.transaction() as connection:
             connection.execute(
-                "INSERT INTO users (name, token_sha256, admin, created_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO users (name, token_sha256, admin, created_at, id) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET token_sha256 = excluded.token_sha256, admin = excluded.admin",
-                (name, _digest(token), int(admin), time.time()),
+                (name, _digest(token), int(admin), time.time(), _new_id()),
             )
 
     def rotate(self, name: str) -> str:
@@ -85,12 +97,18 @@ class UserStore:
         return token
 
     def delete(self, name: str) -> None:
+        """Remove user ``name``: its tokens stop working; what it owned stays, owned by its id, which no later
+        user gets (a new user of the same name sees none of it)."""
         with self.db.transaction() as connection:
             if not connection.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
                 raise LookupError(f"no user {name!r}")
 
     def list(self) -> list[User]:
-        return [User(row["name"], bool(row["admin"])) for row in self.db.rows("SELECT * FROM users ORDER BY name")]
+        return [_user(row) for row in self.db.rows("SELECT * FROM users ORDER BY name")]
+
+    def ids_by_name(self) -> dict[str, str]:
+        """Every user's id by its name."""
+        return {row["name"]: row["id"] for row in self.db.rows("SELECT name, id FROM users")}
 
     def authenticate(self, token: object) -> User:
         """The user holding ``token``; :class:`AuthError` when it is missing or unknown."""
@@ -99,8 +117,16 @@ class UserStore:
         digest = _digest(token)
         for row in self.db.rows("SELECT * FROM users WHERE token_sha256 = ?", (digest,)):
             if hmac.compare_digest(row["token_sha256"], digest):
-                return User(row["name"], bool(row["admin"]))
+                return _user(row)
         raise AuthError("invalid token: ask the administrator for a valid one")
+
+
+def _user(row: dict) -> User:
+    return User(row["id"], row["name"], bool(row["admin"]))
+
+
+def _new_id() -> str:
+    return "u:" + secrets.token_hex(16)
 
 
 def _new_token() -> str:

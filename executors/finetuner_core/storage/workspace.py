@@ -5,6 +5,11 @@
     <workspace>/runs/        runs (runs.store)
 
 The folder is an executor's ``workspace_dir`` setting, else ``$FINETUNER_WORKSPACE``, else ``./workspace``.
+
+Runs, experiments and datasets belong to a user id (storage.users), never to a user name, which a later user may
+take again. A workspace written when they belonged to names is converted once, when it is opened: each name of
+an existing user becomes that user's id; what belonged to a name no user has any more stays with that name, which
+no user is (orphaned: only an admin sees it).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from functools import cached_property
 from pathlib import Path
 
 from finetuner_core.runs.store import RunStore
+from finetuner_core.storage.database import Database
 from finetuner_core.storage.datasets import DatasetStore
 from finetuner_core.storage.users import UserStore
 
 WORKSPACE_VARIABLE = "FINETUNER_WORKSPACE"
+OWNED_BY_ID = 1  # the version (PRAGMA user_version) of a database whose owners are user ids
 
 
 def workspace_root(setting: str = "", default: str = "workspace") -> Path:
@@ -35,8 +42,23 @@ class Workspace:
 
     @cached_property
     def runs(self) -> RunStore:
-        return RunStore(self.root / "runs")
+        store = RunStore(self.root / "runs")
+        owners_to_ids(store.db, ("runs", "experiments"), self.users)
+        return store
 
     @cached_property
     def datasets(self) -> DatasetStore:
-        return DatasetStore(self.root / "datasets", self.max_dataset_bytes)
+        store = DatasetStore(self.root / "datasets", self.max_dataset_bytes)
+        owners_to_ids(store.db, ("datasets",), self.users)
+        return store
+
+
+def owners_to_ids(db: Database, tables: tuple[str, ...], users: UserStore) -> None:
+    """Once per database: the ``owner`` column of ``tables`` from user names to user ids."""
+    with db.transaction() as connection:
+        if connection.execute("PRAGMA user_version").fetchone()[0] >= OWNED_BY_ID:
+            return
+        for name, user_id in users.ids_by_name().items():
+            for table in tables:
+                connection.execute(f"UPDATE {table} SET owner = ? WHERE owner = ?", (user_id, name))
+        connection.execute(f"PRAGMA user_version = {OWNED_BY_ID}")

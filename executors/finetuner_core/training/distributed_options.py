@@ -2,17 +2,35 @@
 
 One process (the default on a CPU or a single-GPU machine) trains as before. More than one (several GPUs, or
 ``num_processes`` set, or ``nnodes > 1``) runs the fit with torchrun: see docs/DISTRIBUTED.md.
+
+The settings that name other machines (``HOST_SETTINGS``) are the operator's: a fit that reaches the trainer
+through the Flow may not set them (:func:`for_request`); the trainer takes them from its ``distributed`` setting
+or ``$FINETUNER_DISTRIBUTED`` (:func:`operator_settings`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+import json
+import os
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+MAX_PROCESSES = 64
+DISTRIBUTED_VARIABLE = "FINETUNER_DISTRIBUTED"
+HOST_SETTINGS = (
+    "nnodes",
+    "node_rank",
+    "master_addr",
+    "master_port",
+    "rdzv_backend",
+    "rdzv_endpoint",
+    "rdzv_id",
+    "rdzv_timeout_s",
+)
 
 
 class DistributedOptions(BaseModel):
@@ -23,6 +41,7 @@ class DistributedOptions(BaseModel):
     num_processes: int | None = Field(
         None,
         ge=1,
+        le=MAX_PROCESSES,
         description="processes on each node (None: one per visible CUDA GPU when the device is cuda, else 1)",
     )
     backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="auto: nccl on CUDA, gloo on the CPU")
@@ -114,6 +133,53 @@ class DistributedOptions(BaseModel):
         if self.backend == "auto":
             return "nccl" if device == "cuda" else "gloo"
         return self.backend
+
+
+def operator_settings(setting: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The operator's rendezvous settings (``HOST_SETTINGS`` only): the trainer's ``distributed`` setting, else
+    ``$FINETUNER_DISTRIBUTED`` (a JSON object); checked here, when the trainer starts."""
+    if not setting and os.environ.get(DISTRIBUTED_VARIABLE):
+        try:
+            setting = json.loads(os.environ[DISTRIBUTED_VARIABLE])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{DISTRIBUTED_VARIABLE} is not a JSON object: {exc}") from None
+    if not isinstance(setting or {}, dict):
+        raise ValueError(f"the operator's distributed settings are a mapping, got {setting!r}")
+    setting = dict(setting or {})
+    unknown = sorted(set(setting) - set(HOST_SETTINGS))
+    if unknown:
+        raise ValueError(f"the operator's distributed settings take {', '.join(HOST_SETTINGS)}; not {unknown}")
+    DistributedOptions.model_validate(setting)
+    return setting
+
+
+def for_request(options: DistributedOptions, operator: dict[str, Any]) -> DistributedOptions:
+    """A fit's ``distributed`` settings as the trainer runs them: the fit's own (``num_processes``, ``backend``,
+    ``timeout_minutes``) with the operator's rendezvous. A fit that sets another machine's address, port or
+    rank is refused: those come from the operator's configuration."""
+    defaults = DistributedOptions()
+    named = [name for name in HOST_SETTINGS if getattr(options, name) != getattr(defaults, name)]
+    if named:
+        raise ValueError(
+            f"distributed.{named[0]}: settings that name other machines ({', '.join(named)}) are the operator's "
+            "(the trainer's distributed setting or $FINETUNER_DISTRIBUTED), not a fit's"
+        )
+    if not operator:
+        return options
+    return DistributedOptions.model_validate({**options.model_dump(exclude=set(HOST_SETTINGS)), **operator})
+
+
+def check_processes(options: DistributedOptions, device: str) -> None:
+    """``num_processes`` fits this machine: at most its GPUs on CUDA (``device`` cuda, or auto with CUDA), at most
+    its CPU cores otherwise."""
+    if options.num_processes is None:
+        return
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    available, kind = (torch.cuda.device_count(), "CUDA GPU(s)") if cuda else (os.cpu_count() or 1, "CPU cores")
+    if options.num_processes > available:
+        raise ValueError(
+            f"distributed.num_processes ({options.num_processes}) exceeds this trainer's {available} {kind}"
+        )
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,5 +1,9 @@
 """The training loop: batches from the task, their loss, a step. Everything else is a callback.
 
+The length: ``epochs`` passes over the data, or, when ``max_steps`` is set, exactly that many steps (as in the
+Hugging Face Trainer): the data is repeated, in a new order each epoch, when it holds fewer steps, and training
+stops in the middle of an epoch when it holds more; ``epochs`` is then not used. The log says which.
+
 One step is one optimizer update over ``gradient_accumulation_steps`` batches (fewer for the last step of an
 epoch when the batches run out): each batch's loss is divided by the number of batches in the step, so that
 for a loss that is a mean over items, the accumulated gradient is that of one batch holding them all. A step
@@ -69,10 +73,10 @@ def train(
             notes.append(resume_note(saved))
         run, parts = _build(model, records, config, precision, callbacks)
         state = TrainState(
-            epochs=config.epochs,
+            epochs=run.epochs,
             total_steps=run.total,
             learning_rate=_lr(run.scheduler),
-            notes=[*run.task.notes, *notes],
+            notes=[*run.task.notes, *length_note(run.per_epoch, config.max_steps), *notes],
             batch_size=config.batch_size,
             precision=precision.name,
         )
@@ -99,6 +103,8 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     callbacks: list[Callback]
     total: int
+    epochs: int
+    per_epoch: int
     start: float = 0.0
 
     @property
@@ -109,13 +115,13 @@ class _Run:
 def _build(model, records, config: FitConfig, precision: Precision, callbacks: list[Callback]):
     """The task, the optimizers and the schedule; the parts a checkpoint holds (attached to the checkpoint)."""
     task = make_task(records, config, model)
-    per_epoch = math.ceil(len(task.sampler) / config.gradient_accumulation_steps)
-    total = per_epoch * config.epochs
-    total = min(total, config.max_steps) if config.max_steps else total
+    per_epoch = max(1, math.ceil(len(task.sampler) / config.gradient_accumulation_steps))
+    total, epochs = length(per_epoch, config.epochs, config.max_steps)
     optimizer = build_optimizer(model, config)
-    units = math.ceil(total / per_epoch) if config.scheduler_interval == "epoch" else total
+    units = epochs if config.scheduler_interval == "epoch" else total
     scheduler = build_scheduler(optimizer, config.scheduler, units, config.warmup_ratio, config.scheduler_options)
-    run = _Run(model, task, config, precision, [optimizer, *task.optimizers], scheduler, callbacks, total)
+    optimizers = [optimizer, *task.optimizers]
+    run = _Run(model, task, config, precision, optimizers, scheduler, callbacks, total, epochs, per_epoch)
     parts = TrainingParts(
         model, optimizer, list(task.optimizers), _loss_module(task), scheduler, precision.scaler, callbacks, config
     )
@@ -125,10 +131,32 @@ def _build(model, records, config: FitConfig, precision: Precision, callbacks: l
     return run, parts
 
 
+def length(per_epoch: int, epochs: int, max_steps: int | None) -> tuple[int, int]:
+    """(steps, epochs) of a training with ``per_epoch`` steps in one pass over the data: ``epochs`` passes, or
+    ``max_steps`` steps over as many passes as they take."""
+    if max_steps is None:
+        return per_epoch * epochs, epochs
+    return max_steps, math.ceil(max_steps / per_epoch)
+
+
+def length_note(per_epoch: int, max_steps: int | None) -> list[str]:
+    """What the log says about a length set by ``max_steps`` (nothing without it)."""
+    if max_steps is None:
+        return []
+    passes = math.ceil(max_steps / per_epoch)
+    if max_steps < per_epoch:
+        how = f"training stops after {max_steps} of the {per_epoch} steps of one pass over the data"
+    elif passes == 1:
+        how = f"one pass over the data ({per_epoch} steps)"
+    else:
+        how = f"{passes} passes over the data of {per_epoch} steps each: the data is repeated"
+    return [f"max_steps={max_steps} sets the length (epochs is not used): {how}"]
+
+
 def _epochs(run: _Run, state: TrainState) -> None:
     """From the state's epoch and step in it (0 and 0, or where a checkpoint left off) to the end."""
     first, done = state.epoch, state.epoch_step
-    for epoch in range(first, run.config.epochs):
+    for epoch in range(first, run.epochs):
         state.epoch = epoch
         run.task.sampler.set_epoch(epoch)
         groups = _groups(list(run.task.sampler), run.config.gradient_accumulation_steps)

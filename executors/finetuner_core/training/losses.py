@@ -42,6 +42,7 @@ class LossSpec:
     description: str = ""
     shape: str = LABELED
     classes: bool = False
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     @property
     def pairs(self) -> bool:
@@ -233,6 +234,7 @@ LOSSES: dict[str, LossSpec] = {
             {"margin": 0.1, "triplets_per_anchor": "all"},
             uses_miner=True,
             description="(anchor, positive, negative) triplets from labels; cosine margin",
+            choices={"triplets_per_anchor": ("all", "an integer >= 1")},
         ),
         LossSpec(
             "InfoNCELoss",
@@ -335,6 +337,7 @@ MINERS: dict[str, LossSpec] = {
             ),
             {"margin": 0.1, "type_of_triplets": "all"},
             description="triplets violating the margin: type_of_triplets = all | hard | semihard | easy",
+            choices={"type_of_triplets": ("all", "hard", "semihard", "easy")},
         ),
         LossSpec(
             "BatchHardMiner",
@@ -357,6 +360,37 @@ def build(
 
     Losses with learned class centres (``classes=True``) also take the number of classes and the embedding size.
     """
+    spec = _spec(registry, name, options)
+    arguments = {**spec.defaults, **(options or {})}
+    if spec.classes:
+        arguments.update(num_classes=num_classes, embedding_size=embedding_size)
+    return spec.build(**arguments)
+
+
+def check_options(registry: dict[str, LossSpec], name: str, options: dict[str, Any] | None) -> None:
+    """Refuse options that entry ``name`` does not take: an unknown name, a value of the wrong type (a number
+    where the default is a number, a boolean where it is one, one of the ``choices``), or values with which
+    the entry fails or gives a non-finite value on a small trial batch. Raises ``ValueError`` naming them."""
+    spec = _spec(registry, name, options)
+    for option, value in (options or {}).items():
+        expected = _expected(spec, option, value)
+        if expected:
+            raise ValueError(f"{name} option {option} must be {expected}, got {value!r}")
+    try:
+        module = build(registry, name, options, num_classes=TRIAL_CLASSES, embedding_size=TRIAL_DIM)
+        with torch.no_grad():
+            result = _trial(module, spec.shape, miner=registry is MINERS)
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as exc:
+        raise ValueError(f"{name} does not work with options {options}: {exc}") from None
+    if result is not None and not bool(torch.isfinite(result).all()):
+        raise ValueError(f"{name} gives a non-finite loss with options {options}")
+
+
+TRIAL_CLASSES, TRIAL_DIM = 4, 8
+
+
+def _spec(registry: dict[str, LossSpec], name: str, options: dict[str, Any] | None) -> LossSpec:
+    """The entry ``name``; a ValueError for an unknown name or unknown options, naming what exists."""
     if name not in registry:
         raise ValueError(f"unknown name {name!r}; allowed: {', '.join(registry)}")
     spec = registry[name]
@@ -364,10 +398,41 @@ def build(
     if unknown:
         allowed = ", ".join(spec.defaults) or "none"
         raise ValueError(f"{name} has no option(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
-    arguments = {**spec.defaults, **(options or {})}
-    if spec.classes:
-        arguments.update(num_classes=num_classes, embedding_size=embedding_size)
-    return spec.build(**arguments)
+    return spec
+
+
+def _expected(spec: LossSpec, option: str, value: Any) -> str:
+    """What ``option`` takes when ``value`` is not that (a description), else the empty string."""
+    default = spec.defaults[option]
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    if option in spec.choices:
+        allowed = spec.choices[option]
+        fits = value in allowed or ("an integer >= 1" in allowed and integer and value >= 1)
+        return "" if fits else " or ".join(repr(c) if c != "an integer >= 1" else c for c in allowed)
+    if isinstance(default, bool):
+        return "" if isinstance(value, bool) else "true or false"
+    if isinstance(default, int | float):
+        finite = (integer or isinstance(value, float)) and math.isfinite(value)
+        return "" if finite else "a finite number"
+    return ""
+
+
+def _trial(module: torch.nn.Module, shape: str, miner: bool) -> torch.Tensor | None:
+    """``module`` on a small batch of data of ``shape``: the loss (None for a miner, which only selects)."""
+    generator = torch.Generator().manual_seed(0)
+    embeddings = F.normalize(torch.randn(2 * TRIAL_CLASSES, TRIAL_DIM, generator=generator), dim=-1)
+    labels = torch.arange(TRIAL_CLASSES).repeat_interleave(2)
+    first, second = embeddings[:TRIAL_CLASSES], embeddings[TRIAL_CLASSES:]
+    if miner:
+        module(embeddings, labels)
+        return None
+    if shape == LABELED:
+        return module(embeddings, labels)
+    if shape == TEXT_IMAGE:
+        return module(first, second, torch.tensor(20.0))
+    if shape == SCORED:
+        return module(first, second, torch.arange(TRIAL_CLASSES, dtype=torch.float32))
+    return module(first, second)
 
 
 def check_fits(name: str, shape: str) -> str:

@@ -57,6 +57,10 @@ def build_optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimize
     """``config.optimizer`` over :func:`parameter_groups`, with ``config.optimizer_options``."""
     cls = getattr(torch.optim, config.optimizer)
     groups = parameter_groups(model, config.learning_rate, config.layer_lr_decay, config.head_learning_rate)
+    if not groups:
+        raise ValueError(
+            "nothing to train: every parameter of the model is frozen (model_options freeze / lock_image / lock_text)"
+        )
     try:
         return cls(groups, lr=config.learning_rate, **config.optimizer_options)
     except TypeError as exc:

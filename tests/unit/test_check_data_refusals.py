@@ -1,0 +1,73 @@
+"""`check_data` / `finetuner check` refuse what a fit would: an unknown model, and evaluation data that cannot be
+used, naming the eval split. `fit` runs the same checks before it sends anything."""
+
+import pytest
+
+import finetuner
+from finetuner import cli
+from finetuner_core.config import parse_fit_config
+from finetuner_core.data.checks import check_fit_splits
+from finetuner_core.data.errors import DataError
+from finetuner_core.data.records import LabeledItem
+from finetuner_core.models.registry import ModelNotAvailableError
+
+TRAIN = "text,label\nI lost my card,lost\nmy card is gone,lost\nwhere is my card,came\nis it here,came\n"
+ONE_CLASS = "text,label\nI lost my card,lost\nmy card is gone,lost\n"
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "train.csv").write_text(TRAIN)
+    (tmp_path / "eval.csv").write_text(ONE_CLASS)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def no_login(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("FINETUNER_HOST", "FINETUNER_TOKEN", "FINETUNER_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_an_unknown_model_is_refused_by_check_data_and_the_check_command(files, capsys):
+    with pytest.raises(ModelNotAvailableError, match="model 'no-such-model' is not available offline"):
+        finetuner.check_data(str(files / "train.csv"), model="no-such-model")
+    code = cli.main(["check", "--train-data", str(files / "train.csv"), "--model", "no-such-model"])
+    out, err = capsys.readouterr()
+    assert code == cli.REFUSED and out == "" and "valid" not in err
+    assert err.startswith("error: model 'no-such-model' is not available offline") and len(err.splitlines()) == 1
+
+
+def test_an_eval_file_with_one_class_is_named_as_eval_data(files):
+    expected = "eval data rejected: 1 problem\n  eval: needs at least 2 classes to build negatives, found 1 ('lost')"
+    with pytest.raises(DataError) as refused:
+        finetuner.check_data(str(files / "train.csv"), str(files / "eval.csv"))
+    assert str(refused.value) == expected
+    with pytest.raises(DataError) as refused:  # before any login or upload: no Flow is needed to refuse it
+        finetuner.fit(train_data=str(files / "train.csv"), eval_data=str(files / "eval.csv"))
+    assert str(refused.value) == expected
+
+
+def test_eval_ks_beyond_the_eval_data_are_refused_with_the_largest_k_allowed(files):
+    with pytest.raises(DataError) as refused:
+        finetuner.check_data(str(files / "train.csv"), str(files / "train.csv"), eval_ks=[1, 50])
+    assert str(refused.value).splitlines() == [
+        "eval data rejected: 1 problem",
+        "  eval: k=50 is larger than the 3 items a query can retrieve (4 index items, the query itself left out); "
+        "use smaller eval_ks or more evaluation data",
+    ]
+    assert (
+        finetuner.check_data(str(files / "train.csv"), str(files / "train.csv"), eval_ks=[1, 3])["eval"]["items"] == 4
+    )
+
+
+def test_fit_refuses_data_for_the_wrong_model_before_it_needs_a_flow(files):
+    with pytest.raises(DataError, match="names no image"):
+        finetuner.fit("efficientnet-lite0", train_data=str(files / "train.csv"))
+
+
+def test_stored_eval_datasets_are_checked_as_eval_data():
+    train = [LabeledItem(f"t{i}", f"c{i % 2}") for i in range(4)]
+    one_class = [LabeledItem(f"e{i}", "only") for i in range(3)]
+    with pytest.raises(DataError, match=r"^eval data rejected: 1 problem\n  eval: needs at least 2 classes"):
+        check_fit_splits({"train": train, "eval": one_class}, parse_fit_config({"eval_ks": [1]}))
