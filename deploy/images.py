@@ -87,6 +87,8 @@ def containerised(flow: dict[str, Any], images: Images) -> dict[str, Any]:
         gpus = gpu_count(executor)
         if not str(executor.get("uses", "")).startswith(DOCKER):
             executor["uses"] = DOCKER + images.image(name, cuda=gpus > 0)
+        if executor.get("uses_after") and not str(executor["uses_after"]).startswith(DOCKER):
+            executor["uses_after"] = DOCKER + images.image(name, cuda=False)  # the evaluator merging the shards
         executor.pop("jcloud", None)
         env = {k: str(v) for k, v in (executor.get("env") or {}).items() if k != "CUDA_VISIBLE_DEVICES"}
         executor["env"] = env | {"FINETUNER_WORKSPACE": WORKSPACE_MOUNT}

@@ -94,6 +94,8 @@ def patch(doc: dict[str, Any], settings: ClusterSettings) -> dict[str, Any]:
 def readiness_probe(container: dict[str, Any]) -> dict[str, Any]:
     """``jina ping`` of the container's port, as the export's startup probe does (executor, head or gateway)."""
     command = list(container["startupProbe"]["exec"]["command"][:4])
+    if "://" not in command[3]:  # a head with a uses_after gets a bare address from the export
+        command[3] = f"grpc://{command[3]}"
     return {
         "exec": {"command": [*command, "--timeout", "9500"]},
         "periodSeconds": 10,

@@ -82,27 +82,39 @@ def cifar10_files(data_dir: Path, classes: int, per_class: int, start: int = 0) 
     return [(folder / f"{i:04d}.jpg", folder.name) for folder in folders for i in range(start, start + per_class)]
 
 
-@pytest.fixture(scope="module")
-def flow(tmp_path_factory):
-    """The default Flow (flow.yml) in its own process, on a free 127.0.0.1 port with its own workspace; the client
-    is logged in. The Flow's output is in ``<workspace>-flow.log`` beside the workspace folder."""
+@pytest.fixture(scope="session")
+def flow_server(tmp_path_factory):
+    """The default Flow (flow.yml) in its own process, on a free 127.0.0.1 port with its own workspace, started
+    once for every test module that needs it; ready when a client request is answered. Yields (port, workspace).
+    The Flow's output is in ``<workspace>-flow.log`` beside the workspace folder."""
     from flow_process import connect, start_flow, stop_flow
 
     port = unused_port()
     workspace = tmp_path_factory.mktemp("workspace")
-    os.environ["FINETUNER_WORKSPACE"] = str(workspace)
-    token = user_token(workspace, "alice")
     log = workspace.parent / f"{workspace.name}-flow.log"
     process = start_flow(workspace, port, log)
     try:
         try:
-            connect(port, token, process)
+            connect(port, user_token(workspace, "ready"), process)  # answered through every executor
         except Exception as error:
             tail = log.read_text("utf-8", errors="replace")[-4000:] if log.exists() else ""
             pytest.fail(f"the Flow did not start: {error}\n{tail}")
-        yield port
+        yield port, workspace
     finally:
         stop_flow(process)
+
+
+@pytest.fixture(scope="module")
+def flow(flow_server, request):
+    """The shared Flow's port, with the client logged in as a user of this test module's own (its runs and
+    datasets are its own); ``$FINETUNER_WORKSPACE`` names the Flow's workspace."""
+    from flow_process import connect
+
+    port, workspace = flow_server
+    os.environ["FINETUNER_WORKSPACE"] = str(workspace)
+    name = "u-" + request.module.__name__.rpartition(".")[2].removeprefix("test_")[:40]
+    connect(port, user_token(workspace, name))
+    return port
 
 
 def user_token(workspace: Path, name: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 
 from finetuner_core.data.csv_reader import parse_score
 from finetuner_core.data.errors import DataError, Problem
@@ -40,6 +41,8 @@ def to_wire_docs(data: Any, split: str, modality: str = "text", is_labeled: bool
     for index, entry in enumerate(data):
         try:
             docs.append(_item(entry, split, modality, is_labeled))
+        except ValidationError as exc:  # a value of the wrong type for its field: one line, not pydantic's dump
+            problems.append(Problem(f"{split} item {index}", _wrong_types(exc)))
         except ValueError as exc:
             problems.append(Problem(f"{split} item {index}", str(exc)))
     if problems:
@@ -69,7 +72,16 @@ def _image_references(content: bytes) -> set[str]:
     return {cell for cell in cells if looks_like_image_reference(cell) and not cell.lower().startswith("data:")}
 
 
+def _wrong_types(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'item'} cannot be a {type(e['input']).__name__} ({e['msg'].lower()})"
+        for e in error.errors()
+    )
+
+
 def _item(entry: Any, split: str, modality: str, is_labeled: bool = True) -> FinetunerDoc:
+    if isinstance(entry, (str, bytes, int, float, np.ndarray)):
+        raise ValueError(f"expected a document or a (content, label) tuple, got a {type(entry).__name__} on its own")
     if isinstance(entry, (tuple, list)) and len(entry) == 3 and modality == "text":
         first, second, score = entry
         return FinetunerDoc(split=split, text=first, text_pair=second, score=parse_score(score))

@@ -24,16 +24,17 @@ K = 8
 
 @pytest.fixture(scope="module")
 def sharded_flow(tmp_path_factory):
-    """flow.yml's executors, the evaluator split in two shards, on a free 127.0.0.1 port."""
+    """flow.yml's evaluator split in two shards, merged by a third as their uses_after, on a free 127.0.0.1 port."""
     port = unused_port()
     workspace = tmp_path_factory.mktemp("workspace")
     os.environ["FINETUNER_WORKSPACE"] = str(workspace)
     token = user_token(workspace, "alice")
-    flow = Flow(protocol="grpc", host="127.0.0.1", port=port)
-    for executor in yaml.safe_load((ROOT / "flow.yml").read_text())["executors"]:
-        uses = str(ROOT / executor["uses"])
-        shards = {"shards": SHARDS, "uses_after": uses} if executor["name"] == "evaluator" else {}
-        flow = flow.add(name=executor["name"], uses=uses, **shards)
+    executors = yaml.safe_load((ROOT / "flow.yml").read_text())["executors"]
+    evaluator = next(e for e in executors if e["name"] == "evaluator")
+    uses = str(ROOT / evaluator["uses"])  # the evaluator alone (the others pass /search through): fewer processes
+    flow = Flow(protocol="grpc", host="127.0.0.1", port=port).add(
+        name="evaluator", uses=uses, shards=SHARDS, uses_after=uses
+    )
     with flow:
         wait_for_every_shard(port, token)
         yield flow, port, token
@@ -101,9 +102,10 @@ def test_a_missing_shard_fails_the_search(sharded_flow, data_dir):
     """Shard 1's process killed: the search fails with the shard named, instead of answering from half the index.
     (Runs last: it leaves the Flow with one shard.)"""
     flow, port, token = sharded_flow
-    shard = flow._deployment_nodes["evaluator"].shards[1]._pods[0].worker
-    os.kill(shard.pid, signal.SIGKILL)
-    shard.join(60)
+    pod = flow._deployment_nodes["evaluator"].shards[1]._pods[0]
+    os.kill(pod.worker.pid, signal.SIGKILL)
+    pod.worker.join(60)
+    pod.is_shutdown.set()  # the process is gone: closing the Flow need not wait a minute for its goodbye
     with pytest.raises(Exception, match=r"shard 1 of 2 did not answer"):
         answer = post_search(port, token, search_docs(data_dir))
         if answer and answer[0].kind == "result":  # a Client without continue_on_error raises; else show the answer
