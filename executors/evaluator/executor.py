@@ -22,6 +22,7 @@ the shard that did not answer: a part of the index is never answered as if it we
 import json
 import threading
 from functools import partial
+from typing import Any
 
 from docarray import DocList
 from jina import Executor, requests
@@ -68,18 +69,9 @@ class FinetunerEvaluator(Executor):
     @requests(on="/evaluate")
     @in_thread
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
-        user = self.home.users.authenticate(parameters.get("token"))
-        owner = None if user.admin else user.id
-        params = parse_params(EvaluateParams, parameters)
-        config = fit_config(params.config, self.model_roots)
+        _, params, config, specs = self._models_request(parameters, EvaluateParams)
         options = parse_evaluation_options(params.evaluation)
-        specs = model_specs(params.model_dump(), config.model, config.model_options.model_dump(mode="json"))
-        check_model_sources(specs, self.model_roots)
         loaded: dict[str, object] = {}
-        for spec in specs:
-            for ref in (spec.query, spec.index):
-                if ref is not None and ref.run_id:
-                    self.store.require(ref.run_id, owner)
         models = {spec.name: (self._load(spec.query, loaded), self._index_model(spec, loaded)) for spec in specs}
         eval_set = self._eval_set(docs, config, specs[0], models[specs[0].name][0])
         evaluations = evaluate_models(eval_set, models, tuple(config.eval_ks), options)
@@ -91,18 +83,10 @@ class FinetunerEvaluator(Executor):
         if self._merges_shards(docs):
             payloads = shard_payloads([json.loads(doc.payload) for doc in docs if doc.kind == "result"])
             return result_docs(search_result(payloads, parse_search_options(parameters.get("search")).k))
-        user = self.home.users.authenticate(parameters.get("token"))
-        owner = None if user.admin else user.id
-        params = parse_params(SearchParams, parameters)
-        config = fit_config(params.config, self.model_roots)
+        owner, params, config, specs = self._models_request(parameters, SearchParams)
         options = parse_search_options(params.search)
-        specs = model_specs(params.model_dump(), config.model, config.model_options.model_dump(mode="json"))
-        check_model_sources(specs, self.model_roots)
         if len(specs) != 1:
             raise EvaluationError("a search uses one model (or one query_model and index_model), not a list")
-        for ref in (specs[0].query, specs[0].index):
-            if ref is not None and ref.run_id:
-                self.store.require(ref.run_id, owner)
         loaded: dict[str, object] = {}
         query_model = self._load(specs[0].query, loaded)
         index_model = self._index_model(specs[0], loaded) or query_model
@@ -112,8 +96,23 @@ class FinetunerEvaluator(Executor):
         cache = (self.slices, specs[0].model_dump_json())
         with self.slices_lock:
             answer = search_shard(query_docs(docs)[0], index, *encoders, options, shard, shards, *cache)
-        # one shard answers the whole search; shards answer their part, merged by the ShardMerger (uses_after)
+        # one shard answers the whole search; shards answer their part, merged by their uses_after
         return result_docs(search_result([answer], options.k) if shards == 1 else answer)
+
+    def _models_request(self, parameters: dict, kind: type) -> tuple[str | None, Any, FitConfig, list[ModelSpec]]:
+        """A request's owner (None: an admin's), parameters, fit settings and models, each model one it may use:
+        a registered one, one under the operator's roots, or its own run's."""
+        user = self.home.users.authenticate(parameters.get("token"))
+        owner = None if user.admin else user.id
+        params = parse_params(kind, parameters)
+        config = fit_config(params.config, self.model_roots)
+        specs = model_specs(params.model_dump(), config.model, config.model_options.model_dump(mode="json"))
+        check_model_sources(specs, self.model_roots)
+        for spec in specs:
+            for ref in (spec.query, spec.index):
+                if ref is not None and ref.run_id:
+                    self.store.require(ref.run_id, owner)
+        return owner, params, config, specs
 
     def _merges_shards(self, docs) -> bool:
         """Whether this evaluator is the ``uses_after`` of sharded evaluators (it receives their answers)."""
