@@ -1,11 +1,14 @@
 """A refused request reads as the server's reason: no traceback, no server paths, and nothing logged by jina."""
 
+import asyncio
+
 import pytest
 from jina.types.request.data import DataRequest
 
 from finetuner.errors import ServerError
 from finetuner.transport import _raise_for_status, reason
 from finetuner_core.data.errors import DataError, Problem
+from finetuner_core.in_thread import in_thread
 
 
 def refused(error: Exception) -> DataRequest:
@@ -48,3 +51,25 @@ def test_a_traceback_inside_a_message_is_cut_off():
 def test_an_exception_without_a_message_is_named():
     with pytest.raises(ServerError, match="^KeyError$"):
         _raise_for_status(refused(KeyError()))
+
+
+def test_an_endpoint_error_reaches_the_wire_without_the_servers_traceback(caplog):
+    """What jina sends for an ``@in_thread`` endpoint's error: the kind and message, no stack (no server path);
+    the server's own log keeps the traceback."""
+
+    class Endpoint:
+        @in_thread
+        def fit(self):
+            raise DataError("train", [Problem("train.csv row 3", "text is empty")])
+
+    try:
+        asyncio.run(Endpoint().fit())
+    except Exception as raised:
+        assert isinstance(raised, DataError)  # still the kind it was, for callers in the server
+        response = DataRequest()
+        response.add_exception(raised)
+    exception = response.header.status.exception
+    assert exception.name == "DataError"
+    assert "".join(exception.stacks).count("\n") == 2  # the message alone: no "File ..." lines
+    assert "File " not in "".join(exception.stacks) and __file__ not in "".join(exception.stacks)
+    assert "Traceback" in caplog.text and "test_server_errors.py" in caplog.text  # logged on the server
