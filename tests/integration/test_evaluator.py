@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from docarray import DocList
 
-from conftest import banking77_slice, user_token
+from conftest import banking77_slice
 from finetuner_core.config import FitConfig
 from finetuner_core.data import LabeledItem
 from finetuner_core.evaluation import EvaluationError, evaluate, evaluate_labeled, pairs_set
@@ -17,16 +17,6 @@ from finetuner_core.wire import FinetunerDoc, read_result
 from integration.called import load
 
 CONFIG = {"eval_ks": [1, 5], "device": "cpu"}
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("workspace")
-
-
-@pytest.fixture(scope="module")
-def token(workspace):
-    return user_token(workspace, "alice")
 
 
 @pytest.fixture(scope="module")

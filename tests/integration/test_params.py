@@ -62,16 +62,6 @@ EVALUATE_BAD = [
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("workspace")
-
-
-@pytest.fixture(scope="module")
-def token(workspace):
-    return user_token(workspace, "alice")
-
-
-@pytest.fixture(scope="module")
 def trainer(workspace):
     trainer = load("trainer", workspace_dir=str(workspace))
     yield trainer
