@@ -50,7 +50,7 @@ def free_port() -> int:
 async def post(client, endpoint: str, docs: list | None = None, **parameters) -> dict:
     from docarray import DocList
 
-    from finetuner_core.wire import FinetunerDoc, read_result
+    from finetuner_protocol.wire import FinetunerDoc, read_result
 
     async for response in client.post(
         endpoint,

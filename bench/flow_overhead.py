@@ -65,10 +65,10 @@ def free_port() -> int:
 def core_fit(train_records: list, eval_records: list, options: dict) -> dict:
     """What a run does, called directly: build, evaluate, train, evaluate (no storing, no artifact)."""
     from finetuner_core.config import FitConfig
-    from finetuner_core.data.fit_settings import settle_fit
     from finetuner_core.models import build_model
     from finetuner_core.training.loop import train
     from finetuner_core.training.seeding import seed_everything
+    from finetuner_protocol.data.fit_settings import settle_fit
 
     marks = [time.perf_counter()]
     config = FitConfig(**options)

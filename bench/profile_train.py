@@ -30,13 +30,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.records import LabeledItem
 from finetuner_core.models import build_model
-from finetuner_core.models.registry import DEFAULT_TEXT_MODEL
 from finetuner_core.training.loop import clip, train
 from finetuner_core.training.optimizers import build_optimizer
 from finetuner_core.training.schedulers import build_scheduler
 from finetuner_core.training.tasks import make_task
+from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL
+from finetuner_protocol.data.records import LabeledItem
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("sampling", "tokenisation", "forward", "loss_and_miner", "backward", "optimizer")

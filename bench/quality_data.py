@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from finetuner_core.data.records import LabeledItem, PairItem, ScoredPairItem
+from finetuner_protocol.data.records import LabeledItem, PairItem, ScoredPairItem
 
 
 def _per_class(rows: list[tuple[str, str]], per_class: int) -> list[tuple[str, str]]:

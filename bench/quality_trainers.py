@@ -4,13 +4,13 @@ sentence-transformers' SentenceTransformerTrainer at the same budget; both evalu
 from __future__ import annotations
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.fit_settings import settle_fit
-from finetuner_core.data.records import LabeledItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.evaluation.pairs import evaluate_pairs
 from finetuner_core.models import ModelOptions, build_model
 from finetuner_core.training.loop import train
 from finetuner_core.training.seeding import seed_everything
+from finetuner_protocol.data.fit_settings import settle_fit
+from finetuner_protocol.data.records import LabeledItem
 
 TORCH_ADAMW_WEIGHT_DECAY = 0.01  # the default optimizer's (torch.optim.AdamW) weight decay
 
@@ -52,8 +52,8 @@ def sentence_transformers(name: str, train_records: list, eval_records: list, co
     from sentence_transformers.sentence_transformer.losses import BatchAllTripletLoss, CoSENTLoss
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    from finetuner_core.models.registry import minilm_path
     from finetuner_core.models.text import TextEmbeddingModel
+    from finetuner_protocol.backbones import minilm_path
 
     st = SentenceTransformer(str(minilm_path()), device="cpu", local_files_only=True)
     if name == "banking77":

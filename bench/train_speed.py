@@ -50,14 +50,14 @@ from sentence_transformers.sentence_transformer.losses import BatchAllTripletLos
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 from transformers import TrainerCallback
 
-from finetuner_core.data.records import LabeledItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.models import ModelOptions, build_model
-from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, minilm_path
 from finetuner_core.models.text import TextEmbeddingModel
 from finetuner_core.training.callbacks import Callback
 from finetuner_core.training.loop import train
 from finetuner_core.training.tasks import make_task
+from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL, minilm_path
+from finetuner_protocol.data.records import LabeledItem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import load_average, machine, ratios, spread  # noqa: E402

@@ -24,7 +24,7 @@ from finetuner.api import (
     upload_dataset,
 )
 from finetuner.errors import ConnectionFailedError, FinetunerError, NotLoggedInError, ServerError
-from finetuner_core.data.errors import DataError
+from finetuner_protocol.data.errors import DataError
 
 __all__ = [
     "ConnectionFailedError",

@@ -16,14 +16,14 @@ from finetuner.errors import ConnectionFailedError, NotLoggedInError
 from finetuner.run import FINAL, Run
 from finetuner.transport import Transport
 from finetuner_core.config import FitConfig, parse_fit_config
-from finetuner_core.data.checks import shape
-from finetuner_core.data.intake import parse_data, parse_fit_data
-from finetuner_core.data.records import LabeledItem
 from finetuner_core.models import EmbeddingModel, ModelOptions
 from finetuner_core.models import build_model as core_build_model
-from finetuner_core.models.registry import DEFAULT_TEXT_MODEL, check_available, list_backbones
 from finetuner_core.runs.store import RUN_ID
 from finetuner_core.storage.datasets import DATASET_ID
+from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL, check_available, list_backbones
+from finetuner_protocol.data.checks import shape
+from finetuner_protocol.data.intake import parse_data, parse_fit_data
+from finetuner_protocol.data.records import LabeledItem
 
 HOST_VARIABLE = "FINETUNER_HOST"
 TOKEN_VARIABLE = "FINETUNER_TOKEN"

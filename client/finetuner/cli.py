@@ -28,8 +28,8 @@ from finetuner.api import HOST_VARIABLE, TOKEN_VARIABLE
 from finetuner.errors import ConnectionFailedError, FinetunerError, NotLoggedInError, ServerError
 from finetuner.progress import follow
 from finetuner_core.config import ConfigError
-from finetuner_core.data.errors import DataError
-from finetuner_core.models.registry import ModelNotAvailableError
+from finetuner_protocol.backbones import ModelNotAvailableError
+from finetuner_protocol.data.errors import DataError
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 STATUSES = ("CREATED", "QUEUED", "STARTED", "FINISHED", "FAILED", "CANCELLED")
@@ -350,7 +350,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     if args.quiet:
-        from finetuner_core.models.registry import list_backbones
+        from finetuner_protocol.backbones import list_backbones
 
         for spec in list_backbones():
             print(spec.name)

@@ -22,10 +22,10 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
-from finetuner_core.data.csv_reader import parse_score
-from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.images import looks_like_image_reference
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.data.csv_reader import parse_score
+from finetuner_protocol.data.errors import DataError, Problem
+from finetuner_protocol.data.images import looks_like_image_reference
+from finetuner_protocol.wire import FinetunerDoc
 
 IMAGE_FIELDS = ("blob", "uri", "url", "image", "tensor")
 

@@ -22,9 +22,9 @@ from finetuner.data import to_wire_docs
 from finetuner.errors import ServerError
 from finetuner.transport import Transport
 from finetuner_core.config import FitConfig
-from finetuner_core.data.intake import parse_data
 from finetuner_core.storage.datasets import batch_sha256
-from finetuner_core.wire import FinetunerDoc, record_docs
+from finetuner_protocol.data.intake import parse_data
+from finetuner_protocol.wire import FinetunerDoc, record_docs
 
 BATCH_ITEMS = 512
 BATCH_BYTES = 8 * 1024 * 1024

@@ -144,8 +144,8 @@ def local_inputs(eval_data: Any, config: Mapping[str, Any]) -> tuple[list[Any], 
     """The query and index inputs of ``eval_data`` in the evaluator's order, read here (for thumbnails)."""
     from finetuner.data import to_wire_docs
     from finetuner_core.config import FitConfig
-    from finetuner_core.data.intake import parse_data
     from finetuner_core.evaluation.dataset import records_set
+    from finetuner_protocol.data.intake import parse_data
 
     fit = FitConfig.model_validate(config)
     docs = to_wire_docs(eval_data, "eval", fit.modality)

@@ -14,7 +14,7 @@ with warnings.catch_warnings():  # jina imports pkg_resources, which warns on ev
     from jina import Client
 
 from finetuner.errors import ConnectionFailedError, ServerError
-from finetuner_core.wire import FinetunerDoc, read_result
+from finetuner_protocol.wire import FinetunerDoc, read_result
 
 os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
 

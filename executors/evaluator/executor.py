@@ -28,7 +28,6 @@ from docarray import DocList
 from jina import Executor, requests
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.intake import parse_data
 from finetuner_core.evaluation.dataset import EvalSet, records_set
 from finetuner_core.evaluation.endpoint import ModelRef, ModelSpec, answer, check_model_sources, model_specs
 from finetuner_core.evaluation.errors import EvaluationError
@@ -52,7 +51,8 @@ from finetuner_core.models.base import CONFIG_FILE
 from finetuner_core.params import EvaluateParams, SearchParams, fit_config, parse_params
 from finetuner_core.parent import stop_with_parent
 from finetuner_core.storage.workspace import Workspace, workspace_root
-from finetuner_core.wire import FinetunerDoc, result_docs
+from finetuner_protocol.data.intake import parse_data
+from finetuner_protocol.wire import FinetunerDoc, result_docs
 
 
 class FinetunerEvaluator(Executor):

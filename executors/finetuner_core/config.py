@@ -10,18 +10,18 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from finetuner_core.data.csv_reader import CSVOptions
 from finetuner_core.evaluation.evaluate import DEFAULT_KS
 from finetuner_core.evaluation.metrics import METRICS, RANK_METRICS
 from finetuner_core.evaluation.scored import CORRELATIONS
-from finetuner_core.models.options import FieldError, ModelOptions
-from finetuner_core.models.registry import DEFAULT_CLIP_MODEL, DEFAULT_TEXT_MODEL, canonical, expected_modality
 from finetuner_core.training import losses
 from finetuner_core.training.distributed_options import DistributedOptions, DistributedSetting
 from finetuner_core.training.loggers import LOGGERS
 from finetuner_core.training.precision import PrecisionError, cpu_has_fast_bf16, cuda_supports_bf16, resolve_precision
 from finetuner_core.training.samplers import SAMPLERS
 from finetuner_core.training.schedulers import SCHEDULERS, make_factor
+from finetuner_protocol.backbones import DEFAULT_CLIP_MODEL, DEFAULT_TEXT_MODEL, canonical, expected_modality
+from finetuner_protocol.data.csv_reader import CSVOptions
+from finetuner_protocol.model_options import FieldError, ModelOptions
 
 
 def optimizer_names() -> list[str]:

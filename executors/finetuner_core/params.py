@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from finetuner_core.config import FitConfig, parse_fit_config
-from finetuner_core.models.registry import check_model_source
+from finetuner_protocol.backbones import check_model_source
 
 MAX_BATCHES = 100_000  # batches of one dataset upload
 MAX_PAGE = 500  # runs in one page of /runs/list

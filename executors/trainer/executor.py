@@ -18,8 +18,6 @@ from docarray import DocList
 from jina import Executor, requests
 
 from finetuner_core.config import FitConfig, check_runtime
-from finetuner_core.data.checks import check_dataset, check_fit_splits
-from finetuner_core.data.intake import parse_data, parse_fit_data
 from finetuner_core.in_thread import in_thread
 from finetuner_core.models import registry
 from finetuner_core.params import (
@@ -44,7 +42,9 @@ from finetuner_core.storage.lock import WorkspaceLock
 from finetuner_core.storage.users import User
 from finetuner_core.storage.workspace import Workspace, workspace_root
 from finetuner_core.training.distributed_options import check_processes, for_request, operator_settings
-from finetuner_core.wire import FinetunerDoc, result_docs
+from finetuner_protocol.data.checks import check_dataset, check_fit_splits
+from finetuner_protocol.data.intake import parse_data, parse_fit_data
+from finetuner_protocol.wire import FinetunerDoc, result_docs
 
 Docs = DocList[FinetunerDoc]
 ADMIN_TOKEN_VARIABLE = "FINETUNER_ADMIN_TOKEN"

@@ -10,7 +10,6 @@ checks the whole dataset when its last batch is stored). Every request needs a v
 from docarray import DocList
 from jina import Executor, requests
 
-from finetuner_core.data.intake import parse_data, parse_fit_data
 from finetuner_core.evaluation.endpoint import check_model_sources, model_specs
 from finetuner_core.evaluation.options import parse_evaluation_options
 from finetuner_core.evaluation.pairs import check_eval_data
@@ -21,7 +20,8 @@ from finetuner_core.params import EvaluateParams, FitParams, UploadParams, fit_c
 from finetuner_core.parent import stop_with_parent
 from finetuner_core.storage.workspace import Workspace, workspace_root
 from finetuner_core.training.distributed_options import for_request
-from finetuner_core.wire import FinetunerDoc, record_docs
+from finetuner_protocol.data.intake import parse_data, parse_fit_data
+from finetuner_protocol.wire import FinetunerDoc, record_docs
 
 
 class FinetunerValidator(Executor):

@@ -15,7 +15,7 @@ from jina import Client, Flow
 
 from conftest import ROOT, banking77_slice, unused_port, user_token
 from finetuner_core.evaluation.search import SearchOptions, SliceCache, docs_index, merge_search_answers, search_shard
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.wire import FinetunerDoc
 
 pytestmark = pytest.mark.slow
 SHARDS = 2

@@ -15,7 +15,7 @@ from finetuner_core.evaluation.shards import (
     shard_range,
     sharded_search,
 )
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.wire import FinetunerDoc
 
 
 def brute_force(vectors, queries, k, metric):

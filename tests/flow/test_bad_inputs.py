@@ -25,7 +25,7 @@ from jina import Client
 
 import finetuner
 from conftest import banking77_slice, user_token
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.wire import FinetunerDoc
 
 SMALL = {"batch_size": 16, "eval_ks": [1, 5], "device": "cpu", "quiet": True}
 IGNORED = re.compile(r"(-wal|-shm|-journal|\.log|\.lock)$")

@@ -11,9 +11,9 @@ from jina import Client
 
 from conftest import user_token
 from finetuner_core.config import FitConfig
-from finetuner_core.data.intake import parse_data
 from finetuner_core.storage.datasets import batch_sha256
-from finetuner_core.wire import FinetunerDoc, read_result
+from finetuner_protocol.data.intake import parse_data
+from finetuner_protocol.wire import FinetunerDoc, read_result
 
 ITEMS = 4_000  # one batch whose checks (validator and trainer) take seconds
 

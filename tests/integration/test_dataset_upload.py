@@ -7,7 +7,7 @@ from conftest import banking77_slice, user_token
 from finetuner import datasets
 from finetuner.errors import ServerError
 from finetuner_core.config import FitConfig
-from finetuner_core.wire import FinetunerDoc, read_result
+from finetuner_protocol.wire import FinetunerDoc, read_result
 from integration.called import load
 
 ENDPOINTS = {

@@ -8,12 +8,12 @@ from docarray import DocList
 
 from conftest import banking77_slice
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledItem
 from finetuner_core.evaluation import EvaluationError, evaluate, evaluate_labeled, pairs_set
 from finetuner_core.models import build_model
 from finetuner_core.runs import RunNotFoundError, RunStore, runs_root
 from finetuner_core.storage.users import AuthError, UserStore
-from finetuner_core.wire import FinetunerDoc, read_result
+from finetuner_protocol.data import LabeledItem
+from finetuner_protocol.wire import FinetunerDoc, read_result
 from integration.called import load
 
 CONFIG = {"eval_ks": [1, 5], "device": "cpu"}

@@ -8,10 +8,10 @@ from docarray import DocList
 
 from conftest import banking77_slice, user_token
 from finetuner_core.config import ConfigError
-from finetuner_core.data import DataError
 from finetuner_core.models import ModelNotAvailableError
 from finetuner_core.runs import RunNotFoundError
-from finetuner_core.wire import FinetunerDoc, read_result
+from finetuner_protocol.data import DataError
+from finetuner_protocol.wire import FinetunerDoc, read_result
 from integration.called import load
 
 CONFIG = {"batch_size": 16, "max_steps": 2, "eval_ks": [1, 5], "device": "cpu"}

@@ -6,8 +6,8 @@ from docarray import DocList
 
 from conftest import user_token
 from finetuner_core.evaluation import EvaluationError
-from finetuner_core.models.registry import ModelSourceError
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.backbones import ModelSourceError
+from finetuner_protocol.wire import FinetunerDoc
 from integration.called import load
 
 RUN = {"run_id": "0" * 16}

@@ -4,11 +4,11 @@ import torch
 
 from conftest import banking77_slice
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
-from finetuner_core.data import LabeledItem
 from finetuner_core.models import build_model
 from finetuner_core.training import batch_size as search
 from finetuner_core.training.loop import _probe, choose_batch_size, train
 from finetuner_core.training.precision import Precision
+from finetuner_protocol.data import LabeledItem
 
 MLP = {"input_dim": 8, "hidden_dims": [32, 16]}
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.records import QueryDocItem
 from finetuner_core.models import build_model
 from finetuner_core.training import losses
 from finetuner_core.training.tasks import QueryDocTask
+from finetuner_protocol.data.records import QueryDocItem
 
 PAIRS = [
     ("how do I top up my card", "Top up with a debit card or a bank transfer in the app."),

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
-from finetuner_core.data import LabeledItem
 from finetuner_core.models import build_model
 from finetuner_core.runs import RunStatus, RunStore
 from finetuner_core.runs import execute as execute_module
@@ -14,6 +13,7 @@ from finetuner_core.training import loop
 from finetuner_core.training.callbacks import BestModelCheckpoint, Callback, EarlyStopping, EvaluationCallback
 from finetuner_core.training.loop import train
 from finetuner_core.training.state import TrainState
+from finetuner_protocol.data import LabeledItem
 
 MLP_OPTIONS = {"input_dim": 8, "hidden_dims": [16]}
 

@@ -6,10 +6,10 @@ import pytest
 import finetuner
 from finetuner import cli
 from finetuner_core.config import parse_fit_config
-from finetuner_core.data.checks import check_fit_splits
-from finetuner_core.data.errors import DataError
-from finetuner_core.data.records import LabeledItem
-from finetuner_core.models.registry import ModelNotAvailableError
+from finetuner_protocol.backbones import ModelNotAvailableError
+from finetuner_protocol.data.checks import check_fit_splits
+from finetuner_protocol.data.errors import DataError
+from finetuner_protocol.data.records import LabeledItem
 
 TRAIN = "text,label\nI lost my card,lost\nmy card is gone,lost\nwhere is my card,came\nis it here,came\n"
 ONE_CLASS = "text,label\nI lost my card,lost\nmy card is gone,lost\n"

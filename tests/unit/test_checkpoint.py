@@ -7,7 +7,6 @@ import torch
 
 from conftest import banking77_slice
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledItem
 from finetuner_core.models import build_model
 from finetuner_core.training.callbacks import BestModelCheckpoint, Callback, EarlyStopping, EvaluationCallback
 from finetuner_core.training.checkpoint import (
@@ -18,6 +17,7 @@ from finetuner_core.training.checkpoint import (
     load_checkpoint,
 )
 from finetuner_core.training.loop import train
+from finetuner_protocol.data import LabeledItem
 
 
 class StopAt(Callback):

@@ -9,12 +9,12 @@ from PIL import Image
 
 import finetuner
 from finetuner_core.config import parse_fit_config
-from finetuner_core.data.checks import check_fit_splits
-from finetuner_core.data.csv_reader import CSVOptions
-from finetuner_core.data.errors import DataError
-from finetuner_core.data.intake import parse_data
-from finetuner_core.data.records import LabeledItem, QueryDocItem
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.data.checks import check_fit_splits
+from finetuner_protocol.data.csv_reader import CSVOptions
+from finetuner_protocol.data.errors import DataError
+from finetuner_protocol.data.intake import parse_data
+from finetuner_protocol.data.records import LabeledItem, QueryDocItem
+from finetuner_protocol.wire import FinetunerDoc
 
 
 def write_images(folder, names):

@@ -1,7 +1,7 @@
 import pytest
 
-from finetuner_core.data import DataError
-from finetuner_core.data.csv_reader import CSVOptions, read_labeled_csv
+from finetuner_protocol.data import DataError
+from finetuner_protocol.data.csv_reader import CSVOptions, read_labeled_csv
 
 
 def read(text: str | bytes, **options):
@@ -93,7 +93,7 @@ def test_whole_banking77_train_file_parses(data_dir):
 
 
 def read_text(text: str, **options):
-    from finetuner_core.data.csv_reader import read_text_csv
+    from finetuner_protocol.data.csv_reader import read_text_csv
 
     return read_text_csv(text.encode("utf-8"), "data.csv", CSVOptions(**options))
 
@@ -108,7 +108,7 @@ def test_a_header_naming_two_texts_makes_query_document_pairs(header):
 
 
 def test_is_labeled_false_reads_two_columns_as_query_and_document():
-    from finetuner_core.data.records import LabeledItem, QueryDocItem
+    from finetuner_protocol.data.records import LabeledItem, QueryDocItem
 
     text = "how do I pay,pay with a card\nlost card,freeze it\n"
     assert all(isinstance(r, LabeledItem) for r in read_text(text))
@@ -127,7 +127,7 @@ def test_three_columns_are_scored_pairs(header):
 
 
 def test_a_score_that_is_not_a_number_is_named_with_its_row_along_with_the_other_problems():
-    from finetuner_core.data.validation import validate_scored
+    from finetuner_protocol.data.validation import validate_scored
 
     records = read_text("a,b,1\nc,d,high\ne,,2.5\ng,h,\ni,j,4\n")
     assert records[1].score == "high", "kept as written, for validation to report"

@@ -6,12 +6,12 @@ from docarray import DocList
 from PIL import Image
 
 from finetuner_core.config import CSVOptions
-from finetuner_core.data import DataError, LabeledItem
-from finetuner_core.data.checks import check_dataset
-from finetuner_core.data.intake import parse_data
-from finetuner_core.data.records import PairItem, QueryDocItem, ScoredPairItem
 from finetuner_core.storage.datasets import DatasetNotFoundError, DatasetStore, batch_sha256
-from finetuner_core.wire import FinetunerDoc, record_docs
+from finetuner_protocol.data import DataError, LabeledItem
+from finetuner_protocol.data.checks import check_dataset
+from finetuner_protocol.data.intake import parse_data
+from finetuner_protocol.data.records import PairItem, QueryDocItem, ScoredPairItem
+from finetuner_protocol.wire import FinetunerDoc, record_docs
 
 ROWS = [LabeledItem(f"text {i}", f"class {i % 3}") for i in range(12)]
 

@@ -27,9 +27,6 @@ from torch import nn
 
 from conftest import banking77_slice, cifar10_files, unused_port
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
-from finetuner_core.data import LabeledItem
-from finetuner_core.data.images import load_image
-from finetuner_core.data.records import PairItem
 from finetuner_core.models import build_model
 from finetuner_core.models.build import load_model
 from finetuner_core.runs import RunStatus, RunStore
@@ -52,6 +49,9 @@ from finetuner_core.training.distributed_options import DistributedOptions
 from finetuner_core.training.loop import train
 from finetuner_core.training.optimizers import build_optimizer
 from finetuner_core.training.tasks import make_task
+from finetuner_protocol.data import LabeledItem
+from finetuner_protocol.data.images import load_image
+from finetuner_protocol.data.records import PairItem
 
 WORLD = 2
 MLP_OPTIONS = {"input_dim": 8, "hidden_dims": [16], "output_dim": 8}
@@ -499,12 +499,12 @@ def test_a_failure_in_the_workers_is_reported_by_its_first_error():
         "I1123 torch.distributed.run: starting\n"
         "[rank1]: Traceback (most recent call last):\n"
         '[rank1]:   File "worker.py", line 3, in <module>\n'
-        "[rank1]: finetuner_core.models.registry.ModelNotAvailableError: model 'x' is not available offline\n"
+        "[rank1]: finetuner_protocol.backbones.ModelNotAvailableError: model 'x' is not available offline\n"
         "RuntimeError: [gloo/transport/tcp/pair.cc:561] Connection closed by peer\n"
         "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
     )
     assert first_error(output) == (
-        "finetuner_core.models.registry.ModelNotAvailableError: model 'x' is not available offline"
+        "finetuner_protocol.backbones.ModelNotAvailableError: model 'x' is not available offline"
     )
     assert first_error("Killed\n") == "Killed"
 

@@ -7,10 +7,10 @@ from sentence_transformers import SentenceTransformer
 
 from conftest import banking77_slice
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledItem
 from finetuner_core.runs import RunQueue, RunStatus, RunStore
 from finetuner_core.runs.artifact import read_manifest
 from finetuner_core.runs.execute import execute_run
+from finetuner_protocol.data import LabeledItem
 
 
 @pytest.fixture(scope="module")

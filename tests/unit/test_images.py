@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from finetuner_core.data import DataError
-from finetuner_core.data.images import (
+from finetuner_protocol.data import DataError
+from finetuner_protocol.data.images import (
     DEFAULT_LIMITS,
     ImageLimits,
     image_from_png_bytes,

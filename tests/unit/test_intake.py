@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data import DataError
-from finetuner_core.data.intake import modality, parse_fit_data
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.data import DataError
+from finetuner_protocol.data.intake import modality, parse_fit_data
+from finetuner_protocol.wire import FinetunerDoc
 
 
 def item(text, label, split="train", **fields):
@@ -116,7 +116,7 @@ def test_images_that_cannot_be_read_are_named(data_dir):
 
 def test_text_image_pairs_need_one_image_and_one_text(data_dir):
     from finetuner_core.config import FitConfig as Config
-    from finetuner_core.data.records import PairItem
+    from finetuner_protocol.data.records import PairItem
 
     jpeg = (data_dir / "cifar10" / "test" / "cat" / "0000.jpg").read_bytes()
     config = Config(model="lit-minilm-efficientnet-lite0")
@@ -141,7 +141,7 @@ def csv_doc(blob, split="train", name="pairs.csv"):
 
 
 def test_query_document_csv_and_documents_are_merged_and_settle_the_default_loss():
-    from finetuner_core.data.records import QueryDocItem
+    from finetuner_protocol.data.records import QueryDocItem
 
     config = FitConfig(eval_ks=[1])
     docs = [csv_doc(QUERY_DOCS), pair("q", "d"), pair("eq1", "ed1", split="eval"), pair("eq2", "ed2", split="eval")]
@@ -236,8 +236,8 @@ def test_records_survive_the_trip_through_documents_and_json_rows():
     """The validator answers with documents that the trainer parses again; the run store keeps JSON rows."""
     from dataclasses import asdict
 
-    from finetuner_core.data.records import from_row, to_row
-    from finetuner_core.wire import record_docs
+    from finetuner_protocol.data.records import from_row, to_row
+    from finetuner_protocol.wire import record_docs
 
     def content(splits):
         return [(type(r), {**asdict(r), "source": ""}) for split in ("train", "eval") for r in splits[split]]

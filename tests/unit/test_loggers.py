@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.models import build_model
 from finetuner_core.runs import RunStatus, RunStore
@@ -22,6 +21,7 @@ from finetuner_core.runs.execute import execute_run
 from finetuner_core.training.callbacks import Callback, EvaluationCallback
 from finetuner_core.training.loggers import LOGGERS, LoggerNotAvailableError, build_logger, hyperparameters
 from finetuner_core.training.loop import train
+from finetuner_protocol.data import LabeledItem
 
 MLP_OPTIONS = {"input_dim": 8, "hidden_dims": [16]}
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from sentence_transformers.sentence_transformer import losses as st_losses
 
-from finetuner_core.data.records import LABELED, QUERY_DOC, SCORED, TEXT_IMAGE
 from finetuner_core.training.losses import DEFAULT_LOSSES, LOSSES, MINERS, build, check_fits
+from finetuner_protocol.data.records import LABELED, QUERY_DOC, SCORED, TEXT_IMAGE
 
 
 def batch():
@@ -240,10 +240,10 @@ def test_class_centre_losses_learn_their_centres_with_their_own_optimizer(name):
     import numpy as np
 
     from finetuner_core.config import FitConfig
-    from finetuner_core.data.records import LabeledItem
     from finetuner_core.models import build_model
     from finetuner_core.training.loop import train
     from finetuner_core.training.tasks import make_task
+    from finetuner_protocol.data.records import LabeledItem
 
     rng = np.random.default_rng(0)
     records = [LabeledItem(rng.normal(size=6).astype(np.float32) + i % 3, str(i % 3)) for i in range(24)]

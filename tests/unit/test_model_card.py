@@ -9,11 +9,11 @@ import yaml
 from sentence_transformers import SentenceTransformer
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.records import LabeledItem, PairItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.models import build_model
 from finetuner_core.models.onnx_export import export_onnx
 from finetuner_core.runs.model_card import data_summary, write_model_card
+from finetuner_protocol.data.records import LabeledItem, PairItem
 
 
 def front_matter(text: str) -> dict:

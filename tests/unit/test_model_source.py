@@ -5,13 +5,13 @@ import os
 
 import pytest
 
-from finetuner_core.models.registry import ModelSourceError, check_model_source, model_roots
 from finetuner_core.training.distributed_options import (
     DistributedOptions,
     check_processes,
     for_request,
     operator_settings,
 )
+from finetuner_protocol.backbones import ModelSourceError, check_model_source, model_roots
 
 
 def test_registered_names_pass_and_paths_need_a_root(tmp_path):

@@ -173,7 +173,7 @@ def test_packaged_efficientnet_has_imagenet_features(data_dir):
 def test_a_plain_hugging_face_encoder_folder_gets_mean_pooling(tmp_path, minilm):
     from transformers import AutoModel, AutoTokenizer
 
-    from finetuner_core.models.registry import minilm_path
+    from finetuner_protocol.backbones import minilm_path
 
     AutoModel.from_pretrained(str(minilm_path())).save_pretrained(tmp_path / "hf")
     AutoTokenizer.from_pretrained(str(minilm_path())).save_pretrained(tmp_path / "hf")

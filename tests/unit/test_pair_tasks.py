@@ -9,8 +9,6 @@ from docarray import BaseDoc, DocList
 
 from finetuner.data import to_wire_docs
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
-from finetuner_core.data import DataError
-from finetuner_core.data.records import LabeledItem, QueryDocItem, ScoredPairItem
 from finetuner_core.evaluation.pairs import evaluate_pairs, query_doc_set
 from finetuner_core.evaluation.scored import correlations, evaluate_scored
 from finetuner_core.models import build_model
@@ -18,6 +16,8 @@ from finetuner_core.training.loop import train
 from finetuner_core.training.losses import CosineSimilarityLoss, MultipleNegativesRankingLoss
 from finetuner_core.training.samplers import NoDuplicatesBatchSampler, RandomBatchSampler
 from finetuner_core.training.tasks import QueryDocTask, ScoredPairTask, make_task
+from finetuner_protocol.data import DataError
+from finetuner_protocol.data.records import LabeledItem, QueryDocItem, ScoredPairItem
 
 
 def stsb(data_dir, split: str, count: int, start: int = 0) -> list[ScoredPairItem]:

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
-from finetuner_core.data import LabeledItem
 from finetuner_core.models import build_model
 from finetuner_core.training.callbacks import Callback
 from finetuner_core.training.loop import optimizer_step, train
@@ -18,6 +17,7 @@ from finetuner_core.training.precision import (
     resolve_precision,
 )
 from finetuner_core.training.tasks import Task
+from finetuner_protocol.data import LabeledItem
 
 MLP = {"input_dim": 8, "hidden_dims": [32, 16]}
 

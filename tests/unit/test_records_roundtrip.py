@@ -12,12 +12,12 @@ from dataclasses import replace
 
 import pytest
 
-from finetuner_core.data.csv_reader import CSVOptions
-from finetuner_core.data.errors import DataError
-from finetuner_core.data.intake import parse_data
-from finetuner_core.data.records import LabeledItem, QueryDocItem, ScoredPairItem
 from finetuner_core.storage.rows import atomic_write, read_records, rows_text
-from finetuner_core.wire import FinetunerDoc, record_docs
+from finetuner_protocol.data.csv_reader import CSVOptions
+from finetuner_protocol.data.errors import DataError
+from finetuner_protocol.data.intake import parse_data
+from finetuner_protocol.data.records import LabeledItem, QueryDocItem, ScoredPairItem
+from finetuner_protocol.wire import FinetunerDoc, record_docs
 
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 AWKWARD = LINE_BREAKS + '\x00",;\t| \ufeff\u0301\U0001f600'

@@ -27,7 +27,7 @@ from finetuner_core.evaluation import (
 from finetuner_core.evaluation.endpoint import model_specs
 from finetuner_core.evaluation.options import parse_evaluation_options
 from finetuner_core.evaluation.request import eval_set_from_docs, is_retrieval_request
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.wire import FinetunerDoc
 
 from .test_metrics import reference
 

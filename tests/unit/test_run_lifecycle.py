@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledItem
 from finetuner_core.runs import RunQueue, RunStatus, RunStore
 from finetuner_core.runs.distributed import launch, run_torchrun
 from finetuner_core.runs.execute import CHECKPOINT_FOLDER, execute_run
 from finetuner_core.training.checkpoint import checkpoint_file, has_checkpoint
+from finetuner_protocol.data import LabeledItem
 
 MLP = {"model": "mlp", "model_options": {"input_dim": 8, "hidden_dims": [16], "output_dim": 8}, "device": "cpu"}
 TRAIN = [LabeledItem("a", "x"), LabeledItem("b", "y")]

@@ -1,9 +1,9 @@
 import pytest
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledItem
 from finetuner_core.runs import RunNotFoundError, RunStatus, RunStore
 from finetuner_core.runs.artifact import read_chunk, read_manifest, write_manifest
+from finetuner_protocol.data import LabeledItem
 
 TRAIN = [LabeledItem("a1", "a"), LabeledItem("b1", "b")]
 

@@ -7,7 +7,7 @@ from docarray.documents import TextDoc
 
 import finetuner
 from finetuner.data import to_wire_docs
-from finetuner_core.data.errors import DataError
+from finetuner_protocol.data.errors import DataError
 
 
 class ScoredDoc(BaseDoc):

@@ -7,8 +7,8 @@ from jina.types.request.data import DataRequest
 
 from finetuner.errors import ServerError
 from finetuner.transport import _raise_for_status, reason
-from finetuner_core.data.errors import DataError, Problem
 from finetuner_core.in_thread import in_thread
+from finetuner_protocol.data.errors import DataError, Problem
 
 
 def refused(error: Exception) -> DataRequest:

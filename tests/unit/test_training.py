@@ -8,7 +8,6 @@ import torch
 
 from conftest import banking77_slice
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledItem
 from finetuner_core.models import build_model
 from finetuner_core.training import loop
 from finetuner_core.training.callbacks import Callback, EarlyStopping, LoggingCallback, StopCallback
@@ -17,6 +16,7 @@ from finetuner_core.training.loop import accumulate, train
 from finetuner_core.training.losses import LOSSES
 from finetuner_core.training.optimizers import build_optimizer, layer_of, parameter_groups
 from finetuner_core.training.tasks import Task
+from finetuner_protocol.data import LabeledItem
 
 
 def class_separation(model, records) -> float:

@@ -1,7 +1,7 @@
 import pytest
 
-from finetuner_core.data import DataError, LabeledItem
-from finetuner_core.data.validation import validate_labeled
+from finetuner_protocol.data import DataError, LabeledItem
+from finetuner_protocol.data.validation import validate_labeled
 
 
 def records(*pairs):
@@ -49,13 +49,13 @@ def test_one_item_classes_are_allowed_when_the_sampler_does_not_need_pairs():
 
 
 def query_docs(*pairs):
-    from finetuner_core.data.records import QueryDocItem
+    from finetuner_protocol.data.records import QueryDocItem
 
     return [QueryDocItem(query, document, source=f"row {i + 2}") for i, (query, document) in enumerate(pairs)]
 
 
 def scored(*triples):
-    from finetuner_core.data.records import ScoredPairItem
+    from finetuner_protocol.data.records import ScoredPairItem
 
     return [ScoredPairItem(a, b, score, source=f"row {i + 2}") for i, (a, b, score) in enumerate(triples)]
 
@@ -67,14 +67,14 @@ def problems_of(validate, records, **options):
 
 
 def test_good_pairs_pass():
-    from finetuner_core.data.validation import validate_records
+    from finetuner_protocol.data.validation import validate_records
 
     validate_records(query_docs(("q1", "d1"), ("q2", "d2")), "train")
     validate_records(scored(("a", "b", 0.5), ("c", "d", -3)), "train")
 
 
 def test_every_bad_query_document_pair_is_named():
-    from finetuner_core.data.validation import validate_records
+    from finetuner_protocol.data.validation import validate_records
 
     records = query_docs(("q1", "d1"), (" ", "d2"), ("q3", None), ("q4", "\t"), ("q5", "d5"))
     assert problems_of(validate_records, records) == [
@@ -96,13 +96,13 @@ def test_every_bad_query_document_pair_is_named():
     ],
 )
 def test_query_document_sets_need_two_queries(pairs, expected):
-    from finetuner_core.data.validation import validate_query_docs
+    from finetuner_protocol.data.validation import validate_query_docs
 
     assert problems_of(validate_query_docs, query_docs(*pairs))[0].startswith(expected)
 
 
 def test_every_bad_scored_pair_is_named():
-    from finetuner_core.data.validation import validate_scored
+    from finetuner_protocol.data.validation import validate_scored
 
     records = scored(
         ("a", "b", 1.0),
@@ -124,7 +124,7 @@ def test_every_bad_scored_pair_is_named():
 
 
 def test_scored_sets_need_two_pairs_with_different_scores():
-    from finetuner_core.data.validation import validate_scored
+    from finetuner_protocol.data.validation import validate_scored
 
     assert problems_of(validate_scored, scored(("a", "b", 1.0)))[0].startswith("train: needs at least 2 pairs")
     assert problems_of(validate_scored, scored(("a", "b", 3), ("c", "d", 3))) == [
@@ -133,7 +133,7 @@ def test_scored_sets_need_two_pairs_with_different_scores():
 
 
 def test_one_batch_of_a_dataset_is_checked_row_by_row_only():
-    from finetuner_core.data.validation import validate_records
+    from finetuner_protocol.data.validation import validate_records
 
     validate_records(scored(("a", "b", 3.0)), "batch", whole=False)
     validate_records(query_docs(("q", "d")), "batch", whole=False)

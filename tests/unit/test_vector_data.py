@@ -7,12 +7,12 @@ import torch
 
 import finetuner
 from finetuner_core.config import parse_fit_config
-from finetuner_core.data.checks import check_fit_splits
-from finetuner_core.data.csv_reader import CSVOptions
-from finetuner_core.data.errors import DataError
-from finetuner_core.data.intake import parse_data, parse_fit_data
-from finetuner_core.data.records import LabeledItem
-from finetuner_core.wire import FinetunerDoc
+from finetuner_protocol.data.checks import check_fit_splits
+from finetuner_protocol.data.csv_reader import CSVOptions
+from finetuner_protocol.data.errors import DataError
+from finetuner_protocol.data.intake import parse_data, parse_fit_data
+from finetuner_protocol.data.records import LabeledItem
+from finetuner_protocol.wire import FinetunerDoc
 
 GOOD = [(np.full(4, i, dtype=np.float32), f"c{i % 2}") for i in range(4)]
 

@@ -5,9 +5,6 @@ from torch import nn
 
 from conftest import cifar10_files
 from finetuner_core.config import FitConfig
-from finetuner_core.data import LabeledItem
-from finetuner_core.data.images import load_image
-from finetuner_core.data.records import PairItem
 from finetuner_core.models import build_model, load_model
 from finetuner_core.runs import RunStatus, RunStore
 from finetuner_core.runs.execute import execute_run
@@ -15,6 +12,9 @@ from finetuner_core.training.callbacks import Callback
 from finetuner_core.training.loop import train
 from finetuner_core.training.state import TrainState
 from finetuner_core.training.wiseft import WiSEFT
+from finetuner_protocol.data import LabeledItem
+from finetuner_protocol.data.images import load_image
+from finetuner_protocol.data.records import PairItem
 
 MLP_OPTIONS = {"input_dim": 8, "hidden_dims": [16], "output_dim": 4}
 

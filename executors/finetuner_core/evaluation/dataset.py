@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from finetuner_core.data.records import QueryDocItem, ScoredPairItem
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.relevance import LabelRelevance, PairRelevance, Relevance
+from finetuner_protocol.data.records import QueryDocItem, ScoredPairItem
 
 
 def record_input(record: Any) -> Any:

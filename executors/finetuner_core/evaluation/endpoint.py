@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from finetuner_core.evaluation.dataset import EvalSet
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.evaluate import Evaluation
-from finetuner_core.models.options import ModelOptions
-from finetuner_core.models.registry import check_model_source
+from finetuner_protocol.backbones import check_model_source
+from finetuner_protocol.model_options import ModelOptions
 
 
 class ModelRef(BaseModel):

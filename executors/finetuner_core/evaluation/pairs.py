@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from finetuner_core.data.records import QueryDocItem, ScoredPairItem
 from finetuner_core.evaluation.checks import check_ks, check_not_empty, normalise_ks
 from finetuner_core.evaluation.dataset import paired_set, query_doc_set
 from finetuner_core.evaluation.evaluate import DEFAULT_KS, Encoder, check_eval_records, evaluate
 from finetuner_core.evaluation.scored import evaluate_scored
+from finetuner_protocol.data.records import QueryDocItem, ScoredPairItem
 
 
 def evaluate_pairs(

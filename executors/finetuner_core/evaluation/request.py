@@ -1,6 +1,6 @@
 """An ``/evaluate`` request's documents as evaluation data, refused whole with every problem listed.
 
-Documents are duck-typed (anything with the fields of :class:`finetuner_core.wire.FinetunerDoc`):
+Documents are duck-typed (anything with the fields of :class:`finetuner_protocol.wire.FinetunerDoc`):
 
 - ``kind="item"``: one item holding one input: ``text``, or an image (encoded bytes in ``blob``, a data URI in
   ``uri``, or pixels in ``tensor``), or a vector (a 1-d ``tensor``). ``role`` says
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from finetuner_core.data.images import load_images
 from finetuner_core.evaluation.dataset import EvalSet
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.relevance import LabelRelevance, PairRelevance
+from finetuner_protocol.data.images import load_images
 
 ROLES = ("query", "index")
 IMAGE_FIELDS = ("blob", "uri", "tensor")

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from finetuner_core.data.images import load_images
 from finetuner_core.evaluation.dataset import record_input
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.index import METRIC_TYPES
@@ -31,6 +30,7 @@ from finetuner_core.evaluation.shards import (
     search_slice,
     shard_range,
 )
+from finetuner_protocol.data.images import load_images
 
 Encode = Callable[[list[Any]], np.ndarray]
 

@@ -2,13 +2,13 @@
 
 from finetuner_core.models.base import EmbeddingModel
 from finetuner_core.models.build import build_model, load_model
-from finetuner_core.models.options import ModelOptions
-from finetuner_core.models.registry import (
+from finetuner_protocol.backbones import (
     BackboneSpec,
     ModelNotAvailableError,
     check_available,
     list_backbones,
 )
+from finetuner_protocol.model_options import ModelOptions
 
 __all__ = [
     "BackboneSpec",

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from finetuner_core.models.freeze import freeze
-from finetuner_core.models.options import ModelOptions
+from finetuner_protocol.model_options import ModelOptions
 
 CONFIG_FILE = "finetuner.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -9,8 +9,8 @@ from finetuner_core.models.base import CONFIG_FILE, EmbeddingModel, pick_device
 from finetuner_core.models.clip import build_lit, build_open_clip
 from finetuner_core.models.image import build_timm, build_torchvision, load_efficientnet_lite0
 from finetuner_core.models.mlp import MLPEmbeddingModel
-from finetuner_core.models.options import ModelOptions
-from finetuner_core.models.registry import (
+from finetuner_core.models.text import TextEmbeddingModel
+from finetuner_protocol.backbones import (
     BACKBONES,
     DEFAULT_CLIP_MODEL,
     DEFAULT_IMAGE_MODEL,
@@ -20,7 +20,7 @@ from finetuner_core.models.registry import (
     efficientnet_lite0_path,
     minilm_path,
 )
-from finetuner_core.models.text import TextEmbeddingModel
+from finetuner_protocol.model_options import ModelOptions
 
 
 def build_model(name: str, options: ModelOptions | dict | None = None, device: str = "auto") -> EmbeddingModel:

@@ -30,12 +30,12 @@ from open_clip.modified_resnet import ModifiedResNet
 from timm.models import group_parameters
 from torch import nn
 
-from finetuner_core.data.images import load_image, looks_like_image_reference
 from finetuner_core.models.base import EmbeddingModel, _to_device, pick_device
 from finetuner_core.models.freeze import lock, parameter_groups
 from finetuner_core.models.image import load_efficientnet_lite0
-from finetuner_core.models.options import ModelOptions
-from finetuner_core.models.registry import ModelNotAvailableError, efficientnet_lite0_path, minilm_path
+from finetuner_protocol.backbones import ModelNotAvailableError, efficientnet_lite0_path, minilm_path
+from finetuner_protocol.data.images import load_image, looks_like_image_reference
+from finetuner_protocol.model_options import ModelOptions
 
 WEIGHTS_FILE = "open_clip_model.safetensors"
 CLIP_CONFIG_FILE = "open_clip_config.json"

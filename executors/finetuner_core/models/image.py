@@ -20,10 +20,10 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
-from finetuner_core.data.images import load_image
 from finetuner_core.models.base import EmbeddingModel, pick_device
-from finetuner_core.models.options import ModelOptions
 from finetuner_core.models.pooling import IMAGE_POOLING
+from finetuner_protocol.data.images import load_image
+from finetuner_protocol.model_options import ModelOptions
 
 TOKEN_POOLING = ("cls", "mean")
 

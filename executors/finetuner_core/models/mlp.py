@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from finetuner_core.models.base import EmbeddingModel, pick_device
-from finetuner_core.models.options import ModelOptions
+from finetuner_protocol.model_options import ModelOptions
 
 
 class MLPEmbeddingModel(EmbeddingModel):

@@ -33,8 +33,8 @@ from sentence_transformers.sentence_transformer.modules import Dense, Normalize,
 from torch import nn
 
 from finetuner_core.models.base import EmbeddingModel, _to_device, pick_device
-from finetuner_core.models.options import ModelOptions
 from finetuner_core.models.pooling import TEXT_POOLING
+from finetuner_protocol.model_options import ModelOptions
 
 FAMILY = "sentence-transformers"
 GROUP_OVERHEAD_TOKENS = 96  # the fixed cost of one more forward pass, in padded tokens (measured on 2 CPU cores)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 
-from finetuner_core.data.records import LabeledItem
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.evaluation.pairs import evaluate_pairs
 from finetuner_core.models.build import build_model
@@ -28,6 +27,7 @@ from finetuner_core.training.loggers import build_logger
 from finetuner_core.training.loop import train
 from finetuner_core.training.seeding import seed_everything
 from finetuner_core.training.wiseft import WiSEFT
+from finetuner_protocol.data.records import LabeledItem
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FOLDER = "checkpoint"  # in the run's folder: the latest training checkpoint, resumed after a crash

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.records import LabeledItem, PairItem
 from finetuner_core.storage.database import Database
 from finetuner_core.storage.rows import atomic_write, image_writer, read_records, rows_text
+from finetuner_protocol.data.records import LabeledItem, PairItem
 
 Item = LabeledItem | PairItem
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from PIL import Image
 
-from finetuner_core.data.records import to_row
 from finetuner_core.storage.database import Database
 from finetuner_core.storage.rows import atomic_write, image_writer, json_rows, read_records, rows_text
+from finetuner_protocol.data.records import to_row
 
 DATASET_ID = re.compile(r"^ds-[0-9a-f]{16}$")
 UPLOAD_KEY = re.compile(r"^[0-9a-f]{64}$")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from finetuner_core.data.images import image_from_png_bytes, image_to_png_bytes
-from finetuner_core.data.records import from_row, to_row
+from finetuner_protocol.data.images import image_from_png_bytes, image_to_png_bytes
+from finetuner_protocol.data.records import from_row, to_row
 
 
 def image_writer(folder: Path, prefix: str = "") -> Callable[[Image.Image], str]:

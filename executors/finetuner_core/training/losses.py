@@ -1,6 +1,6 @@
 """Losses and miners, by name: pytorch-metric-learning and open_clip's ClipLoss, and the pair losses below.
 
-Each loss trains on one data shape (``LossSpec.shape``, see :mod:`finetuner_core.data.records`), and takes:
+Each loss trains on one data shape (``LossSpec.shape``, see :mod:`finetuner_protocol.data.records`), and takes:
 
 - labeled items: L2-normalised embeddings ``# (batch, dim)`` and integer class ids ``# (batch,)``, measured with
   cosine similarity (a miner may pick the triplets);
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from pytorch_metric_learning import distances, losses, miners
 
-from finetuner_core.data.records import LABELED, QUERY_DOC, SCORED, SHAPES, TEXT_IMAGE
+from finetuner_protocol.data.records import LABELED, QUERY_DOC, SCORED, SHAPES, TEXT_IMAGE
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from collections import Counter
 import torch
 
 from finetuner_core.config import FitConfig
-from finetuner_core.data.records import (
+from finetuner_core.training import losses
+from finetuner_core.training.samplers import SAMPLERS, NoDuplicatesBatchSampler, RandomBatchSampler
+from finetuner_protocol.data.records import (
     QUERY_DOC,
     SCORED,
     TEXT_IMAGE,
@@ -23,8 +25,6 @@ from finetuner_core.data.records import (
     ScoredPairItem,
     shape_of,
 )
-from finetuner_core.training import losses
-from finetuner_core.training.samplers import SAMPLERS, NoDuplicatesBatchSampler, RandomBatchSampler
 
 
 class Task:

@@ -23,8 +23,8 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import LabeledItem, QueryDocItem, ScoredPairItem
+from finetuner_protocol.data.errors import DataError, Problem
+from finetuner_protocol.data.records import LabeledItem, QueryDocItem, ScoredPairItem
 
 TEXT_NAMES = {
     *("text", "sentence", "query", "anchor", "document", "caption", "positive", "passage", "question", "answer"),

@@ -12,8 +12,8 @@ import math
 import re
 from collections import Counter
 
-from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import (
+from finetuner_protocol.data.errors import DataError, Problem
+from finetuner_protocol.data.records import (
     LABELED,
     QUERY_DOC,
     SCORED,
@@ -23,7 +23,7 @@ from finetuner_core.data.records import (
     content_kind,
     shape_of,
 )
-from finetuner_core.data.vectors import length_problems, vector_problem
+from finetuner_protocol.data.vectors import length_problems, vector_problem
 
 SURROGATE = re.compile("[\ud800-\udfff]")
 

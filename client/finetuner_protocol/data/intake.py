@@ -1,6 +1,6 @@
 """From what a user sent (item documents, CSV files and the image files they name) to validated records.
 
-Works on duck-typed documents (anything with the attributes of :class:`finetuner_core.wire.FinetunerDoc`),
+Works on duck-typed documents (anything with the attributes of :class:`finetuner_protocol.wire.FinetunerDoc`),
 so it is tested without a Flow. What a split must hold follows from the model's modality:
 
 - ``text`` / ``image`` / ``vector``: labeled items (``text``; an image in ``blob``/``uri``/``tensor``; a 1-d
@@ -18,16 +18,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from finetuner_core.data.content_modality import check_image_column, check_text_columns
-from finetuner_core.data.csv_reader import CSVOptions, read_csv_rows
-from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.fit_settings import settle_fit
-from finetuner_core.data.images import load_images, looks_like_image_reference
-from finetuner_core.data.records import LabeledItem, PairItem, Record
-from finetuner_core.data.text_records import text_records
-from finetuner_core.data.validation import validate_records
-from finetuner_core.data.vectors import VectorError, to_vector
-from finetuner_core.models.registry import expected_modality
+from finetuner_protocol.backbones import expected_modality
+from finetuner_protocol.data.content_modality import check_image_column, check_text_columns
+from finetuner_protocol.data.csv_reader import CSVOptions, read_csv_rows
+from finetuner_protocol.data.errors import DataError, Problem
+from finetuner_protocol.data.fit_settings import settle_fit
+from finetuner_protocol.data.images import load_images, looks_like_image_reference
+from finetuner_protocol.data.records import LabeledItem, PairItem, Record
+from finetuner_protocol.data.text_records import text_records
+from finetuner_protocol.data.validation import validate_records
+from finetuner_protocol.data.vectors import VectorError, to_vector
 
 SPLITS = ("train", "eval")
 Item = Record

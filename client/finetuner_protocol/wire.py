@@ -22,8 +22,8 @@ import numpy as np
 from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
 
-from finetuner_core.data.images import image_to_png_bytes
-from finetuner_core.data.records import PairItem, QueryDocItem, ScoredPairItem, content_kind
+from finetuner_protocol.data.images import image_to_png_bytes
+from finetuner_protocol.data.records import PairItem, QueryDocItem, ScoredPairItem, content_kind
 
 
 class FinetunerDoc(BaseDoc):

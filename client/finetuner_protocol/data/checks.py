@@ -6,11 +6,11 @@ for the sampler, the shape the model and loss take, an evaluation set deep enoug
 
 from __future__ import annotations
 
-from finetuner_core.data.content_modality import check_text_columns
-from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.fit_settings import settle_fit
-from finetuner_core.data.records import QUERY_DOC, SCORED, LabeledItem, PairItem, content_kind
-from finetuner_core.data.validation import validate_records
+from finetuner_protocol.data.content_modality import check_text_columns
+from finetuner_protocol.data.errors import DataError, Problem
+from finetuner_protocol.data.fit_settings import settle_fit
+from finetuner_protocol.data.records import QUERY_DOC, SCORED, LabeledItem, PairItem, content_kind
+from finetuner_protocol.data.validation import validate_records
 
 MODALITY = {QUERY_DOC: "text", SCORED: "text"}  # what a model must take to train on text pairs
 

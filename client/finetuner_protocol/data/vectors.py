@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from finetuner_core.data.errors import Problem
+from finetuner_protocol.data.errors import Problem
 
 
 class VectorError(ValueError):

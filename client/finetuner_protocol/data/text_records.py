@@ -1,6 +1,6 @@
 """Text data for a text model, in any of its shapes: labeled texts, query-document pairs or scored pairs.
 
-A split's CSV files (:func:`~finetuner_core.data.csv_reader.read_text_csv`) and item documents become records of
+A split's CSV files (:func:`~finetuner_protocol.data.csv_reader.read_text_csv`) and item documents become records of
 one shape; a split that mixes shapes is refused. An item document's shape follows from its fields:
 
 - ``text`` and ``finetuner_label``: a labeled text
@@ -10,9 +10,9 @@ one shape; a split that mixes shapes is refused. An item document's shape follow
 
 from __future__ import annotations
 
-from finetuner_core.data.csv_reader import CSVOptions, parse_score, read_text_csv
-from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import SHAPES, LabeledItem, QueryDocItem, Record, ScoredPairItem
+from finetuner_protocol.data.csv_reader import CSVOptions, parse_score, read_text_csv
+from finetuner_protocol.data.errors import DataError, Problem
+from finetuner_protocol.data.records import SHAPES, LabeledItem, QueryDocItem, Record, ScoredPairItem
 
 
 def text_records(indexed_docs: list, split: str, csv_options: CSVOptions) -> list[Record]:

@@ -8,10 +8,10 @@ agree before data is refused.
 
 from __future__ import annotations
 
-from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.images import looks_like_image_reference
-from finetuner_core.data.records import LabeledItem, QueryDocItem, Record, ScoredPairItem
-from finetuner_core.models.registry import DEFAULT_CLIP_MODEL, DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
+from finetuner_protocol.backbones import DEFAULT_CLIP_MODEL, DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
+from finetuner_protocol.data.errors import DataError, Problem
+from finetuner_protocol.data.images import looks_like_image_reference
+from finetuner_protocol.data.records import LabeledItem, QueryDocItem, Record, ScoredPairItem
 
 SHOWN = 60  # characters of a value shown in a message (data URIs are long)
 

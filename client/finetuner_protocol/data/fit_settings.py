@@ -11,14 +11,14 @@
 
 from __future__ import annotations
 
-from finetuner_core.data.errors import DataError, Problem
-from finetuner_core.data.records import SCORED, SHAPES, LabeledItem, content_kind, shape_of
-from finetuner_core.data.vectors import length_problems
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.pairs import check_eval_data
 from finetuner_core.evaluation.scored import CORRELATIONS
-from finetuner_core.models.registry import canonical
 from finetuner_core.training import losses
+from finetuner_protocol.backbones import canonical
+from finetuner_protocol.data.errors import DataError, Problem
+from finetuner_protocol.data.records import SCORED, SHAPES, LabeledItem, content_kind, shape_of
+from finetuner_protocol.data.vectors import length_problems
 
 
 def settle_fit(config, splits: dict[str, list]) -> None:
