@@ -16,10 +16,12 @@ export FINETUNER_DATA_DIR := $(DATA_DIR)
 
 .PHONY: demo test check lint format clean
 
-$(VENV)/.installed: pyproject.toml
+# The client (client/: finetuner + finetuner_protocol) and the service (finetuner_core) in one command, so that the
+# service's dependency on the client resolves to this checkout.
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ./client -e ".[dev]"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -119,7 +119,7 @@ def main(argv=None) -> dict[str, list[float]]:
     from jina import Flow
 
     import finetuner
-    from finetuner_core.storage.workspace import Workspace
+    from finetuner_core.workspace import Workspace
 
     train_records, _, _ = banking77_slice(Path(args.data), args.per_class, 1)
     rows = [(record.content, record.label) for record in train_records]

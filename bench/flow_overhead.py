@@ -89,7 +89,7 @@ def core_fit(train_records: list, eval_records: list, options: dict) -> dict:
 def flow_fit(workspace: Path, train_records: list, eval_records: list, options: dict) -> dict:
     """The same fit through the running Flow; the split of its time from the run's own log lines."""
     import finetuner
-    from finetuner_core.storage.workspace import Workspace
+    from finetuner_core.workspace import Workspace
 
     train = [(r.content, r.label) for r in train_records]
     evaluation = [(r.content, r.label) for r in eval_records]
@@ -161,7 +161,7 @@ def main(argv=None) -> dict:
     from jina import Flow
 
     import finetuner
-    from finetuner_core.storage.workspace import Workspace
+    from finetuner_core.workspace import Workspace
 
     train_records, eval_records, described = banking77_slice(Path(args.data), args.train_per_class, args.eval_per_class)
     results: dict = {

@@ -52,7 +52,7 @@ def sentence_transformers(name: str, train_records: list, eval_records: list, co
     from sentence_transformers.sentence_transformer.losses import BatchAllTripletLoss, CoSENTLoss
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    from finetuner_core.models.text import TextEmbeddingModel
+    from finetuner_core.models.families.text import TextEmbeddingModel
     from finetuner_protocol.backbones import minilm_path
 
     st = SentenceTransformer(str(minilm_path()), device="cpu", local_files_only=True)

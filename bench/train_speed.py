@@ -50,10 +50,10 @@ from sentence_transformers.sentence_transformer.losses import BatchAllTripletLos
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 from transformers import TrainerCallback
 
+from finetuner_core.callbacks.base import Callback
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.models import ModelOptions, build_model
-from finetuner_core.models.text import TextEmbeddingModel
-from finetuner_core.training.callbacks import Callback
+from finetuner_core.models.families.text import TextEmbeddingModel
 from finetuner_core.training.loop import train
 from finetuner_core.training.tasks import make_task
 from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL, minilm_path
@@ -627,7 +627,7 @@ def _waste(r: dict) -> str:
         )
     return f"""### The waste removed, and what is left
 
-- **Padding** (removed, `models/text.py`): Banking77 texts are 16 tokens on average, but a batch of 64 was padded
+- **Padding** (removed, `families/text.py`): Banking77 texts are 16 tokens on average, but a batch of 64 was padded
   to its longest text, so most of every forward and backward pass worked on padding. The text model now packs
   the texts of a batch end to end into rows as wide as its longest text (first fit, longest first), each text with
   its own positions and token types and a block-diagonal attention mask, and runs them in one forward pass; the

@@ -21,9 +21,12 @@ def default_flow(port: int, workspace: Path):
     from jina import Flow
 
     import finetuner
-    from finetuner_core.storage.workspace import Workspace
+    from finetuner_core.serve import flow_defaults
+    from finetuner_core.workspace import Workspace
 
     os.environ["FINETUNER_WORKSPACE"] = str(workspace.resolve())
+    for name, value in flow_defaults(ROOT / "flow.yml").items():  # the address flow.yml reads (flow.env)
+        os.environ.setdefault(name, value)
     users = Workspace(workspace.resolve()).users
     token = users.rotate("example") if any(u.name == "example" for u in users.list()) else users.create("example")
     with Flow.load_config(str(ROOT / "flow.yml"), uses_with={"port": port}):

@@ -119,6 +119,6 @@ def flow(flow_server, request):
 
 def user_token(workspace: Path, name: str) -> str:
     """A token for a new user ``name`` of ``workspace`` (issued as the admin command does)."""
-    from finetuner_core.storage.workspace import Workspace
+    from finetuner_core.workspace import Workspace
 
     return Workspace(workspace).users.create(name)

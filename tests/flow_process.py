@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import finetuner
+from finetuner_core.serve import flow_defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,7 @@ def start_flow(workspace: Path, port: int, log: Path | None = None) -> subproces
         f"with Flow.load_config({str(ROOT / 'flow.yml')!r}, uses_with={{'port': {port}}}) as flow:\n"
         "    flow.block()\n"
     )
-    env = {**os.environ, "FINETUNER_WORKSPACE": str(workspace)}
+    env = {**flow_defaults(ROOT / "flow.yml"), **os.environ, "FINETUNER_WORKSPACE": str(workspace)}  # flow.env
     env.pop("JINA_MP_START_METHOD", None)  # a fresh process forks its executors before it talks gRPC: safe
     output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child holds it)
     try:

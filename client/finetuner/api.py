@@ -5,28 +5,40 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from finetuner import datasets
-from finetuner.data import retrieval_docs, to_wire_docs
-from finetuner.errors import ConnectionFailedError, NotLoggedInError
-from finetuner.run import FINAL, Run
+from finetuner import datasets, evaluation
+from finetuner.data import to_wire_docs
+from finetuner.environment import HOST_VARIABLE, TOKEN_VARIABLE
+from finetuner.errors import ConnectionFailedError, FinetunerError, NotLoggedInError, ServerError
+from finetuner.run import Run
+from finetuner.settings import settings_of
 from finetuner.transport import Transport
-from finetuner_core.config import FitConfig, parse_fit_config
-from finetuner_core.models import EmbeddingModel, ModelOptions
-from finetuner_core.models import build_model as core_build_model
-from finetuner_core.runs.store import RUN_ID
-from finetuner_core.storage.datasets import DATASET_ID
-from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL, check_available, list_backbones
+from finetuner_protocol import endpoints
+from finetuner_protocol.backbones import (
+    DEFAULT_TEXT_MODEL,
+    ModelNotAvailableError,
+    check_available,
+    list_backbones,
+)
 from finetuner_protocol.data.checks import shape
 from finetuner_protocol.data.intake import parse_data, parse_fit_data
 from finetuner_protocol.data.records import LabeledItem
+from finetuner_protocol.ids import is_dataset_id, is_run_id
+from finetuner_protocol.model_options import ModelOptions
+from finetuner_protocol.runs import FINAL_STATUSES
+from finetuner_protocol.settings import ConfigError, FitSettings
 
-HOST_VARIABLE = "FINETUNER_HOST"
-TOKEN_VARIABLE = "FINETUNER_TOKEN"
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from finetuner_core.models import EmbeddingModel
+
+INFERENCE = 'pip install "finetuner[inference]"'
+
 UNSET: Any = object()
 _session: dict[str, Transport] = {}
 
@@ -42,7 +54,7 @@ def login(host: str | None = None, token: str | None = None, timeout_s: float = 
     if not transport.is_ready(timeout_s):
         raise ConnectionFailedError(f"no Flow answers at {host}; start one with `jina flow --uses flow.yml`")
     if verify:
-        transport.result("/runs/list", limit=1)  # the trainer checks the token
+        transport.result(endpoints.RUNS_LIST, limit=1)  # the trainer checks the token
     _session["transport"] = transport
 
 
@@ -90,14 +102,15 @@ def fit(
         learning_rate=learning_rate,
         num_items_per_class=num_items_per_class,
     )
-    config = _config(model, {**{k: v for k, v in named.items() if v is not UNSET}, **options})
+    config = settings_of(model, {**{k: v for k, v in named.items() if v is not UNSET}, **options})
     train_data, eval_data = _readable_twice(train_data), _readable_twice(eval_data)
     _check_before_upload(train_data, eval_data, config)
+    _check_in_service(config)
     parameters = {"config": config.model_dump(mode="json"), "experiment": experiment_name}
     parameters["train_dataset"] = _dataset_id(train_data, config, "train", quiet)
     if eval_data is not None:
         parameters["eval_dataset"] = _dataset_id(eval_data, config, "eval", quiet)
-    answer = _transport().result("/fit", **{k: v for k, v in parameters.items() if v is not None})
+    answer = _transport().result(endpoints.FIT, **{k: v for k, v in parameters.items() if v is not None})
     return Run(_transport(), answer["run_id"], config.run_name)
 
 
@@ -108,14 +121,25 @@ def check_data(train_data: Any, eval_data: Any = None, model: str = DEFAULT_TEXT
     ``{"train": {"items": 100, "shape": "text", "classes": 10}, ...}`` (``shape``: text, image, vector,
     text-image, query-doc or scored; ``classes`` for labeled items only).
     """
-    config = _config(model, dict(options))
-    model_options = config.model_options
-    check_available(config.model, model_options.weights, model_options.pretrained)
+    config = settings_of(model, dict(options))
+    _check_model(config)
     docs = _split_docs({"train": train_data, "eval": eval_data}, config)
     return {split: _describe(records) for split, records in parse_fit_data(docs, config).items()}
 
 
-def _check_before_upload(train_data: Any, eval_data: Any, config: FitConfig) -> None:
+def _check_model(config: FitSettings) -> None:
+    """The model can be built offline: a registered backbone or a local folder, with its weights file when one is
+    named. A packaged backbone's weights are the service's to hold: without the model code here (the client
+    installed alone), ``fit`` has the service check them."""
+    options = config.model_options
+    try:
+        check_available(config.model, options.weights, options.pretrained)
+    except ModelNotAvailableError as exc:
+        if not isinstance(exc.__cause__, ImportError):  # a package of packaged weights is not installed here
+            raise
+
+
+def _check_before_upload(train_data: Any, eval_data: Any, config: FitSettings) -> None:
     """Every check the Flow runs on data that is not a dataset id yet, before any of it is sent."""
     eval_data = None if _is_dataset_id(eval_data) else eval_data
     if not _is_dataset_id(train_data):
@@ -125,12 +149,24 @@ def _check_before_upload(train_data: Any, eval_data: Any, config: FitConfig) -> 
         parse_data(docs, config.modality, config.csv_options, 1, required=("eval",), model=config.model)
 
 
+def _check_in_service(config: FitSettings) -> None:
+    """The checks only the service can make (that the loss, miner, schedule and optimizer work with their options,
+    that the model may be used, that the trainer can run the device and precision asked for), before any data is
+    sent. A refused setting is a :class:`ConfigError`, as when it is refused here."""
+    try:
+        _transport().result(endpoints.CONFIG_CHECK, config=config.model_dump(mode="json"))
+    except ServerError as exc:
+        if exc.kind == ConfigError.__name__:
+            raise ConfigError(str(exc)) from None
+        raise
+
+
 def _readable_twice(data: Any) -> Any:
     """Data read once to check it and once to upload it: an iterator becomes a list."""
     return list(data) if isinstance(data, Iterator) else data
 
 
-def _split_docs(data: dict[str, Any], config: FitConfig) -> list:
+def _split_docs(data: dict[str, Any], config: FitSettings) -> list:
     """The documents of each split's data (None: no such split)."""
     labeled = config.csv_options.is_labeled
     return [doc for split, value in data.items() for doc in to_wire_docs(value, split, config.modality, labeled)]
@@ -146,23 +182,23 @@ def _describe(records: list) -> dict[str, Any]:
 def upload_dataset(data: Any, name: str | None = None, model: str = DEFAULT_TEXT_MODEL, quiet: bool = False, **options):
     """Check ``data`` here, upload it in batches (resuming an interrupted upload), and describe the stored
     dataset (``id``, ``items``, ``content_sha256`` ...). ``model`` and its options say what the data must hold."""
-    config = _config(model, dict(options))
+    config = settings_of(model, dict(options))
     return datasets.upload(_transport(), data, config, name or _default_name(data), quiet)
 
 
 def list_datasets() -> list[dict[str, Any]]:
-    return _transport().result("/datasets/list")["datasets"]
+    return _transport().result(endpoints.DATASETS_LIST)["datasets"]
 
 
 def delete_dataset(dataset_id: str) -> None:
-    _transport().result("/datasets/delete", dataset_id=dataset_id)
+    _transport().result(endpoints.DATASETS_DELETE, dataset_id=dataset_id)
 
 
 def _is_dataset_id(data: Any) -> bool:
-    return isinstance(data, str) and bool(DATASET_ID.match(data)) and not Path(data).exists()
+    return is_dataset_id(data) and not Path(data).exists()
 
 
-def _dataset_id(data: Any, config: FitConfig, split: str, quiet: bool) -> str:
+def _dataset_id(data: Any, config: FitSettings, split: str, quiet: bool) -> str:
     if _is_dataset_id(data):
         return data
     return datasets.upload(_transport(), data, config, _default_name(data, split), quiet)["id"]
@@ -170,16 +206,6 @@ def _dataset_id(data: Any, config: FitConfig, split: str, quiet: bool) -> str:
 
 def _default_name(data: Any, split: str = "data") -> str:
     return Path(data).name if isinstance(data, str | Path) else f"{split} ({type(data).__name__})"
-
-
-def _config(model: str, options: dict[str, Any]) -> FitConfig:
-    """A FitConfig; model options given by name (Finetuner's ``freeze=``, ``output_dim=`` ...) go into
-    ``model_options``."""
-    model_options = dict(options.pop("model_options", None) or {})
-    for name in list(options):
-        if name in ModelOptions.model_fields:
-            model_options[name] = options.pop(name)
-    return parse_fit_config({"model": model, "model_options": model_options, **options})
 
 
 def get_run(run_id: str) -> Run:
@@ -195,19 +221,20 @@ def list_runs(
     if page < 1 or size < 1:
         raise ValueError("page and size start at 1")
     parameters = {"experiment": experiment_name, "status": status, "offset": (page - 1) * size, "limit": size}
-    return _transport().result("/runs/list", **{k: v for k, v in parameters.items() if v is not None})["runs"]
+    return _transport().result(endpoints.RUNS_LIST, **{k: v for k, v in parameters.items() if v is not None})["runs"]
 
 
 def delete_run(run_id: str) -> None:
     """Delete a run that has ended, with its logs, metrics and model."""
-    _transport().result("/runs/delete", run_id=run_id)
+    _transport().result(endpoints.RUNS_DELETE, run_id=run_id)
 
 
 def delete_runs(experiment_name: str | None = None) -> list[str]:
     """Delete every run that has ended (of one experiment, when named); the ids deleted."""
     deleted = []
     while True:
-        runs = [r for r in list_runs(experiment_name, size=500) if r["status"] in FINAL and r["run_id"] not in deleted]
+        ended = [r for r in list_runs(experiment_name, size=500) if r["status"] in FINAL_STATUSES]
+        runs = [r for r in ended if r["run_id"] not in deleted]
         if not runs:
             return deleted
         for run in runs:
@@ -216,74 +243,55 @@ def delete_runs(experiment_name: str | None = None) -> list[str]:
 
 
 def create_experiment(name: str) -> dict[str, Any]:
-    return _transport().result("/experiments/create", name=name)
+    return _transport().result(endpoints.EXPERIMENTS_CREATE, name=name)
 
 
 def get_experiment(name: str) -> dict[str, Any]:
-    return _transport().result("/experiments/get", name=name)
+    return _transport().result(endpoints.EXPERIMENTS_GET, name=name)
 
 
 def list_experiments() -> list[dict[str, Any]]:
-    return _transport().result("/experiments/list")["experiments"]
+    return _transport().result(endpoints.EXPERIMENTS_LIST)["experiments"]
 
 
 def delete_experiment(name: str) -> None:
     """Delete an experiment and its runs (refused while one of them has not ended)."""
-    _transport().result("/experiments/delete", name=name)
+    _transport().result(endpoints.EXPERIMENTS_DELETE, name=name)
 
 
-def evaluate(
-    eval_data: Any = None,
-    model: str | None = None,
-    run_id: str | None = None,
-    *,
-    queries: list | None = None,
-    index: list | None = None,
-    pairs: list | None = None,
-    models: list | None = None,
-    query_model: Any = None,
-    index_model: Any = None,
-    evaluation: dict | None = None,
-    full: bool = False,
-    **options: Any,
-) -> dict:
-    """Retrieval metrics in the Flow, of ``model`` (or run ``run_id``'s artifact, or several ``models`` side by
-    side, or a ``query_model`` / ``index_model`` pair for cross-modal search).
-
-    Data: ``eval_data`` (labeled items or text-image pairs: every item a query against the others), or
-    ``queries`` and ``index`` (values or ``(value, label)``) with relevance by label or by ``pairs`` of
-    ``(query number, index number[, grade])``. ``evaluation`` holds the evaluation options (index kind ...).
-    Returns the metric table, or with ``full=True`` the whole answer (sample queries with their top results,
-    per-model tables, warnings).
-    """
-    if run_id is not None:
-        saved = get_run(run_id).info()["config"]
-        options = {**{"model_options": saved["model_options"]}, **options}
-        model = model or saved["model"]
-    config = _config(model or DEFAULT_TEXT_MODEL, dict(options))
-    parameters = {"config": config.model_dump(mode="json"), "run_id": run_id, "models": models}
-    parameters.update(query_model=query_model, index_model=index_model, evaluation=evaluation)
-    parameters = {key: value for key, value in parameters.items() if value is not None}
-    if queries is not None:
-        docs = retrieval_docs(queries, index or [], pairs)
-    else:
-        docs = to_wire_docs(eval_data, "eval", config.modality, config.csv_options.is_labeled)
-    answer = _transport().result("/evaluate", docs, **parameters)
-    return answer if full else answer["metrics"]
+def evaluate(eval_data: Any = None, model: str | None = None, run_id: str | None = None, **options: Any) -> dict:
+    """Retrieval metrics in the Flow: see :func:`finetuner.evaluation.evaluate` (its arguments, without the
+    transport)."""
+    saved = get_run(run_id).info()["config"] if run_id is not None else None
+    return evaluation.evaluate(_transport(), eval_data, model, run_id, saved=saved, **options)
 
 
 def build_model(name: str = DEFAULT_TEXT_MODEL, device: str = "cpu", **options: Any) -> EmbeddingModel:
-    """The zero-shot embedding model for a backbone name (see ``describe_models()``) or a local folder."""
-    return core_build_model(name, ModelOptions.model_validate(options), device)
+    """The zero-shot embedding model for a backbone name (see ``describe_models()``) or a local folder, built
+    here (``pip install "finetuner[inference]"``)."""
+    return _model_code().build_model(name, ModelOptions.model_validate(options), device)
 
 
 def get_model(artifact: str | Path, device: str = "cpu", cache_dir: str | Path | None = None) -> EmbeddingModel:
     """A model for local use: a saved artifact folder, a registered backbone, or a run's artifact by run id
-    (``run.artifact_id``; downloaded once into ``cache_dir``, default ~/.cache/finetuner/artifacts)."""
-    if isinstance(artifact, str) and RUN_ID.match(artifact) and not Path(artifact).exists():
+    (``run.artifact_id``; downloaded once into ``cache_dir``, default ~/.cache/finetuner/artifacts). The model
+    runs here: ``pip install "finetuner[inference]"``."""
+    models = _model_code()
+    if is_run_id(artifact) and not Path(artifact).exists():
         root = Path(cache_dir or Path.home() / ".cache" / "finetuner" / "artifacts")
-        artifact = get_run(artifact).save_artifact(root / artifact)
-    return core_build_model(str(artifact), None, device)
+        artifact = get_run(str(artifact)).save_artifact(root / str(artifact))
+    return models.build_model(str(artifact), None, device)
+
+
+def _model_code() -> ModuleType:
+    """The service's model code (torch and the model libraries), loaded when a model is used here."""
+    try:
+        from finetuner_core import models
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("finetuner_core."):  # the model code is there, but broken: not a missing extra
+            raise
+        raise FinetunerError(f"a model runs here with the model code ({exc.name} is missing): {INFERENCE}") from None
+    return models
 
 
 def encode(model: EmbeddingModel, data: Any, batch_size: int = 64) -> Any:

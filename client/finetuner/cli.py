@@ -24,15 +24,17 @@ from rich.console import Console
 from rich.table import Table
 
 import finetuner
-from finetuner.api import HOST_VARIABLE, TOKEN_VARIABLE
+from finetuner.environment import HOST_VARIABLE, TOKEN_VARIABLE
 from finetuner.errors import ConnectionFailedError, FinetunerError, NotLoggedInError, ServerError
 from finetuner.progress import follow
-from finetuner_core.config import ConfigError
-from finetuner_protocol.backbones import ModelNotAvailableError
+from finetuner.settings import settings_of
+from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL, ModelNotAvailableError
 from finetuner_protocol.data.errors import DataError
+from finetuner_protocol.runs import RunStatus
+from finetuner_protocol.settings import ConfigError
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
-STATUSES = ("CREATED", "QUEUED", "STARTED", "FINISHED", "FAILED", "CANCELLED")
+STATUSES = tuple(status.value for status in RunStatus)
 FIT_FLAGS = {
     "model": "model",
     "train_data": "train_data",
@@ -125,7 +127,7 @@ def _duration(record: dict[str, Any]) -> str:
 
 def status_code(status: str) -> int:
     """1 for a run that failed or was cancelled, else 0."""
-    return REFUSED if status in ("FAILED", "CANCELLED") else OK
+    return REFUSED if status in (RunStatus.FAILED, RunStatus.CANCELLED) else OK
 
 
 # --- commands ------------------------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ def fit_options(args: argparse.Namespace) -> dict[str, Any]:
     if options.get("train_data") is None:
         raise UsageError("fit needs --train-data (or train_data in the --config file)")
     settings = {k: v for k, v in options.items() if k not in ("train_data", "eval_data", "experiment_name")}
-    finetuner.api._config(settings.pop("model", None) or finetuner.api.DEFAULT_TEXT_MODEL, settings)
+    settings_of(settings.pop("model", None) or DEFAULT_TEXT_MODEL, settings)
     return options
 
 
@@ -395,8 +397,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    from finetuner_core import admin
-
+    try:
+        from finetuner_core import admin
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("finetuner_core."):
+            raise
+        raise UsageError("admin runs on the Flow's machine, where the service is installed") from None
     argv = ["--workspace", args.workspace, args.admin_command]
     if args.admin_command != "list-users":
         argv.append(args.name)
@@ -560,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _version() -> str:
     try:
-        return metadata.version("finetuner-selfhosted")
+        return metadata.version("finetuner")
     except metadata.PackageNotFoundError:
         return "unknown"
 

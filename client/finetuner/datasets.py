@@ -3,7 +3,7 @@
 The data are parsed and validated locally with the same code the Flow runs (so a bad row is reported before
 anything is sent), turned into item documents, cut into batches, and named by an upload key: the SHA-256 of the
 batches' digests. Each batch is sent in one request with its number of items and the digest of its records
-(``finetuner_core.storage.datasets.batch_sha256``), which the trainer checks. Starting the same upload again
+(``finetuner_protocol.data.digest.batch_sha256``), which the trainer checks. Starting the same upload again
 (after an interruption) sends only the batches the trainer does not have yet; uploading data it already holds
 returns the stored dataset. An upload the Flow refuses (a batch, or the whole set at commit) is deleted.
 """
@@ -21,9 +21,10 @@ from rich.progress import Progress
 from finetuner.data import to_wire_docs
 from finetuner.errors import ServerError
 from finetuner.transport import Transport
-from finetuner_core.config import FitConfig
-from finetuner_core.storage.datasets import batch_sha256
+from finetuner_protocol import endpoints
+from finetuner_protocol.data.digest import batch_sha256
 from finetuner_protocol.data.intake import parse_data
+from finetuner_protocol.settings import FitSettings
 from finetuner_protocol.wire import FinetunerDoc, record_docs
 
 BATCH_ITEMS = 512
@@ -33,7 +34,7 @@ BATCH_BYTES = 8 * 1024 * 1024
 def upload(
     transport: Transport,
     data: Any,
-    config: FitConfig,
+    config: FitSettings,
     name: str,
     quiet: bool = False,
     batch_items: int = BATCH_ITEMS,
@@ -48,14 +49,14 @@ def upload(
     batches = list(_batches(list(record_docs({"train": records})), batch_items, batch_bytes))
     key = hashlib.sha256("".join(digest(batch) for batch in batches).encode()).hexdigest()
     upload = {"name": name, "upload_key": key, "batches": len(batches)}
-    dataset = transport.result("/datasets/begin", dataset=upload)
+    dataset = transport.result(endpoints.DATASETS_BEGIN, dataset=upload)
     if dataset["status"] == "READY":
         return dataset
     try:
         return _send(transport, dataset, upload, batches, records, config, quiet, stop_after)
     except ServerError:  # refused: nothing of it is kept (an interrupted upload stays, to be resumed)
         try:
-            transport.result("/datasets/delete", dataset_id=dataset["id"])
+            transport.result(endpoints.DATASETS_DELETE, dataset_id=dataset["id"])
         except ServerError:
             pass  # deleted already (a commit that fails deletes the upload)
         raise
@@ -67,7 +68,7 @@ def _send(
     upload: dict[str, Any],
     batches: list[list[FinetunerDoc]],
     records: list,
-    config: FitConfig,
+    config: FitSettings,
     quiet: bool,
     stop_after: int | None,
 ) -> dict[str, Any]:
@@ -87,15 +88,15 @@ def _send(
                 "sha256": batch_sha256(records[starts[index] : starts[index + 1]]),
             }
             transport.result(
-                "/datasets/upload",
+                endpoints.DATASETS_UPLOAD,
                 batches[index],
                 dataset={"id": dataset["id"], "index": index, **declared},
                 config=settings,
             )
             progress.advance(task)
     if stop_after is not None:
-        return transport.result("/datasets/begin", dataset=upload)
-    return transport.result("/datasets/commit", dataset={"id": dataset["id"]})
+        return transport.result(endpoints.DATASETS_BEGIN, dataset=upload)
+    return transport.result(endpoints.DATASETS_COMMIT, dataset={"id": dataset["id"]})
 
 
 def _batches(docs: list[FinetunerDoc], max_items: int, max_bytes: int) -> Iterator[list[FinetunerDoc]]:

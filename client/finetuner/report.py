@@ -1,31 +1,34 @@
 """A run's report: ``index.html`` with PNG plots (loss per step, each metric per evaluation, before/after), the
-metric table and sample queries with their top results; and rich tables of metrics and examples for a terminal.
+metric table and the sample queries whose top results changed most in training, before and after side by side
+with their labels (images as thumbnails); and rich tables of metrics and examples for a terminal.
+
+Everything is read from the run's structured records and answers (``finetuner_protocol``), never from text.
 
 Plots are drawn with matplotlib's object API (``Figure``, saved by the Agg canvas): no pyplot, no display.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
-import re
 from collections.abc import Mapping, Sequence
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from finetuner.progress import StepLine, step_lines
+from finetuner.progress import steps as step_records
+from finetuner_protocol.logs import Step
+from finetuner_protocol.runs import STAGE_AFTER, STAGE_BEFORE, stage_step
+from finetuner_protocol.settings import FitSettings
 
 COUNTS = ("queries", "queries_without_relevant")
-STAGE_STEP = re.compile(r"^step (\d+)$")
-THUMBNAIL_PX = 96
+THUMBNAIL_PX = 160  # images among the sample queries and their results
+MODEL_BEFORE, MODEL_AFTER = "before training", "after training"
 PLOTS = {
     "loss": ("loss.png", "Training loss"),
     "metrics": ("metrics.png", "Metrics per evaluation"),
@@ -47,12 +50,12 @@ def metric_names(metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
 
 def stage_steps(metrics: Mapping[str, Any], last_step: int | None) -> dict[str, int]:
     """The training step each stage was measured at: ``before`` 0, ``step N`` N, ``after`` the last step."""
-    periodic = [int(m[1]) for stage in metrics if (m := STAGE_STEP.match(stage))]
+    periodic = [step for stage in metrics if (step := stage_step(stage)) is not None]
     end = last_step if last_step is not None else max(periodic, default=0) + 1
     steps = {}
     for stage in metrics:
-        match = STAGE_STEP.match(stage)
-        steps[stage] = 0 if stage == "before" else int(match[1]) if match else end
+        step = stage_step(stage)
+        steps[stage] = 0 if stage == STAGE_BEFORE else step if step is not None else end
     return steps
 
 
@@ -70,14 +73,14 @@ def _format(name: str, value: Any) -> str:
 
 
 def _change(metrics: Mapping[str, Mapping[str, float]], name: str) -> str:
-    before, after = metrics.get("before", {}).get(name), metrics.get("after", {}).get(name)
+    before, after = metrics.get(STAGE_BEFORE, {}).get(name), metrics.get(STAGE_AFTER, {}).get(name)
     if before is None or after is None or is_count(name):
         return ""
     return f"{after - before:+.4f}"
 
 
 # --- plots ---------------------------------------------------------------------------------------------------
-def plot_loss(steps: Sequence[StepLine], path: Path) -> Path:
+def plot_loss(steps: Sequence[Step], path: Path) -> Path:
     figure = Figure(figsize=(7, 3.5), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     axes.plot([s.step for s in steps], [s.loss for s in steps], marker="o" if len(steps) < 30 else None)
@@ -112,7 +115,7 @@ def plot_metrics(metrics: Mapping[str, Mapping[str, float]], steps: Mapping[str,
 
 def plot_before_after(metrics: Mapping[str, Mapping[str, float]], path: Path) -> Path:
     """Bars of every metric before and after training, but the counts and kinds that exceed 1 (DCG)."""
-    before, after = metrics["before"], metrics["after"]
+    before, after = metrics[STAGE_BEFORE], metrics[STAGE_AFTER]
     names = [n for n in metric_names(metrics) if not is_count(n) and n in before and n in after]
     unbounded = {_kind(n)[0] for n in names if max(before[n], after[n]) > 1}
     names = [n for n in names if _kind(n)[0] not in unbounded]
@@ -133,60 +136,56 @@ def plot_before_after(metrics: Mapping[str, Mapping[str, float]], path: Path) ->
 def sample_queries(run, eval_data: Any, examples: int = 3, example_k: int = 5) -> dict[str, Any]:
     """The run's tuned model on ``eval_data``: the evaluator's whole answer, with ``examples`` sample queries and
     their top ``example_k`` results."""
-    from finetuner.api import evaluate
-
-    ks = run.info()["config"]["eval_ks"]
+    config = run.info()["config"]
     options = {"examples": examples, "example_k": example_k}
-    return evaluate(eval_data, run_id=run.id, full=True, eval_ks=ks, evaluation=options)
+    return run.evaluate(eval_data, full=True, eval_ks=config["eval_ks"], evaluation=options)
 
 
-def local_inputs(eval_data: Any, config: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
-    """The query and index inputs of ``eval_data`` in the evaluator's order, read here (for thumbnails)."""
-    from finetuner.data import to_wire_docs
-    from finetuner_core.config import FitConfig
-    from finetuner_core.evaluation.dataset import records_set
-    from finetuner_protocol.data.intake import parse_data
-
-    fit = FitConfig.model_validate(config)
-    docs = to_wire_docs(eval_data, "eval", fit.modality)
-    eval_set = records_set(parse_data(docs, fit.modality, fit.csv_options, 1, required=("eval",))["eval"])
-    return eval_set.queries, eval_set.index_inputs
+def changed_queries(run, eval_data: Any, examples: int = 3, example_k: int = 5) -> list[dict[str, Any]]:
+    """The run's base model and its tuned model on ``eval_data``: the ``examples`` queries whose top ``example_k``
+    results changed most in training, each with both rankings (labels, relevance, image thumbnails)."""
+    config = run.info()["config"]
+    base = {"name": MODEL_BEFORE, "model": config["model"], "model_options": config["model_options"]}
+    models = [base, {"name": MODEL_AFTER, "run_id": run.id}]
+    options = {"examples": examples, "example_k": example_k, "thumbnail_px": THUMBNAIL_PX}
+    answer = run.evaluate(eval_data, models=models, full=True, eval_ks=config["eval_ks"], evaluation=options)
+    return answer["changes"]
 
 
-def thumbnail_uri(image: Image.Image, size: int = THUMBNAIL_PX) -> str:
-    """A PNG data URI of ``image`` shrunk to fit ``size`` pixels."""
-    small = image.convert("RGB")
-    small.thumbnail((size, size))
-    buffer = io.BytesIO()
-    small.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _content_html(entry: Mapping[str, Any], inputs: Sequence[Any] | None) -> str:
-    position = entry.get("position")
-    known = inputs is not None and isinstance(position, int) and 0 <= position < len(inputs)
-    value = inputs[position] if known else None
-    if isinstance(value, Image.Image):
+def _content_html(entry: Mapping[str, Any]) -> str:
+    """An item as the report shows it: its thumbnail (images), else its content (texts), else its name."""
+    if entry.get("thumbnail"):
         alt = html.escape(str(entry.get("name") or entry.get("content") or "image"))
-        return f'<img class="thumbnail" src="{thumbnail_uri(value)}" alt="{alt}">'
+        return f'<img class="thumbnail" src="{html.escape(entry["thumbnail"])}" alt="{alt}">'
     return html.escape(str(entry.get("content") if entry.get("content") is not None else entry.get("name", "")))
 
 
-def examples_html(examples: Sequence[Mapping[str, Any]], queries=None, index=None) -> str:
+def _result_cells(result: Mapping[str, Any] | None) -> str:
+    """A result's cells: content, label (marked when relevant; without labels, whether it is) and score."""
+    if result is None:
+        return "<td></td><td></td><td></td>"
+    relevant = result["relevance"] > 0
+    label = html.escape(str(result["label"])) if "label" in result else ("relevant" if relevant else "")
+    mark = ' class="relevant">&#10003; ' if relevant else ">"
+    return f'<td>{_content_html(result)}</td><td{mark}{label}</td><td class="number">{result["score"]:.4f}</td>'
+
+
+def examples_html(changes: Sequence[Mapping[str, Any]]) -> str:
+    """One table per query: its top results before and after training side by side, with their labels."""
     parts = []
-    for example in examples:
-        query = example["query"]
+    for change in changes:
+        query = change["query"]
+        label = f' <span class="label">{html.escape(str(query["label"]))}</span>' if "label" in query else ""
         rows = "".join(
-            f'<tr class="result{" relevant" if r["relevance"] > 0 else ""}"><td>{r["rank"]}</td>'
-            f"<td>{_content_html(r, index)}</td><td>{r['score']:.4f}</td>"
-            f"<td>{'yes' if r['relevance'] > 0 else 'no'}</td></tr>"
-            for r in example["results"]
+            f'<tr class="result"><td>{rank}</td>{_result_cells(before)}{_result_cells(after)}</tr>'
+            for rank, (before, after) in enumerate(zip_longest(change["before"], change["after"]), start=1)
         )
         parts.append(
-            f'<div class="example"><h3>query: {_content_html(query, queries)}</h3>'
-            f"<p>{example['relevant_in_index']} relevant in the index</p>"
-            f'<table class="results"><tr><th>rank</th><th>result</th><th>score</th><th>relevant</th></tr>{rows}'
-            "</table></div>"
+            f'<div class="example"><h3>query: {_content_html(query)}{label}</h3>'
+            f"<p>{change['relevant_in_index']} relevant in the index; relevant results shown: "
+            f"{change['relevant_before']} before training, {change['relevant_after']} after</p>"
+            '<table class="results"><tr><th>rank</th><th>before training</th><th>label</th><th>score</th>'
+            f"<th>after training</th><th>label</th><th>score</th></tr>{rows}</table></div>"
         )
     return "".join(parts)
 
@@ -198,8 +197,9 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 img.plot { display: block; max-width: 100%; margin: 0.5em 0 1.5em; }
-img.thumbnail { max-width: 96px; max-height: 96px; }
-tr.relevant td { background: #eaf6ea; }
+img.thumbnail { max-width: 160px; max-height: 160px; }
+td.relevant { background: #eaf6ea; }
+span.label { font-weight: normal; color: #555; margin-left: 0.5em; }
 .note { color: #777; }
 """
 
@@ -224,9 +224,7 @@ def summary_html(info: Mapping[str, Any]) -> str:
 
 def loss_name(config: Mapping[str, Any]) -> str | None:
     """The loss a run trains with (its ``loss``, or the default for its data)."""
-    from finetuner_core.config import FitConfig
-
-    return FitConfig.model_validate(config).loss_name if config else None
+    return FitSettings.model_validate(config).loss_name if config else None
 
 
 def metric_table_html(metrics: Mapping[str, Mapping[str, float]]) -> str:
@@ -252,7 +250,7 @@ def _plot_img(key: str) -> str:
     return f'<img class="plot" id="plot-{key}" src="{file}" alt="{html.escape(title)}">'
 
 
-def write_plots(metrics, steps: Sequence[StepLine], directory: Path) -> dict[str, str]:
+def write_plots(metrics, steps: Sequence[Step], directory: Path) -> dict[str, str]:
     """The plots the data allow, each as ``key -> <img>``, or a note saying why it is missing."""
     last = steps[-1].step if steps else None
     shown = {}
@@ -266,7 +264,7 @@ def write_plots(metrics, steps: Sequence[StepLine], directory: Path) -> dict[str
         shown["metrics"] = _plot_img("metrics")
     else:
         shown["metrics"] = '<p class="note">no evaluation data: no metrics</p>'
-    if "before" in metrics and "after" in metrics:
+    if STAGE_BEFORE in metrics and STAGE_AFTER in metrics:
         plot_before_after(metrics, directory / PLOTS["before_after"][0])
         shown["before_after"] = _plot_img("before_after")
     else:
@@ -277,12 +275,13 @@ def write_plots(metrics, steps: Sequence[StepLine], directory: Path) -> dict[str
 def write_report(run, directory: str | Path, eval_data: Any = None, examples: int = 3, example_k: int = 5) -> Path:
     """Write ``directory/index.html`` (and its PNG plots) for ``run``; the path of ``index.html``.
 
-    With ``eval_data`` (what ``fit`` takes), a finished run's tuned model is evaluated on it in the Flow to show
-    ``examples`` sample queries with their top ``example_k`` results (images as thumbnails)."""
+    With ``eval_data`` (what ``fit`` takes), a finished run's base and tuned models are evaluated on it in the
+    Flow to show the ``examples`` queries whose top ``example_k`` results changed most in training, before and
+    after side by side with their labels (images as thumbnails)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     info, metrics = run.info(), run.metrics()
-    plots = write_plots(metrics, step_lines(run.logs().splitlines()), directory)
+    plots = write_plots(metrics, step_records(run.records()), directory)
     sections = [summary_html(info)]
     sections += [_section(PLOTS[key][1], plots[key]) for key in PLOTS]
     table = metric_table_html(metrics) if metrics else '<p class="note">no metrics</p>'
@@ -303,17 +302,12 @@ def _examples_section(run, info, eval_data, examples: int, example_k: int) -> st
         return '<p class="note">pass evaluation data to see sample queries with their top results</p>'
     if info.get("status") != "FINISHED":
         return f'<p class="note">the run is {html.escape(str(info.get("status")))}: no tuned model to query</p>'
-    answer = sample_queries(run, eval_data, examples, example_k)
-    queries = index = None
-    if _takes_images(info["config"]):
-        queries, index = local_inputs(eval_data, info["config"])
-    return f'<div id="examples">{examples_html(answer["examples"], queries, index)}</div>'
-
-
-def _takes_images(config: Mapping[str, Any]) -> bool:
-    from finetuner_core.config import FitConfig
-
-    return FitConfig.model_validate(config).modality in ("image", "text-image")
+    changes = changed_queries(run, eval_data, examples, example_k)
+    intro = (
+        '<p class="note">the queries whose top results changed most in training: the base model\'s results and '
+        "the tuned model's, side by side (relevant results marked &#10003;)</p>"
+    )
+    return f'{intro}<div id="examples">{examples_html(changes)}</div>'
 
 
 # --- terminal ------------------------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ from rich.progress import Progress
 
 from finetuner.errors import ConnectionFailedError, FinetunerError
 from finetuner.transport import Transport
+from finetuner_protocol import endpoints
+from finetuner_protocol.logs import LogRecord, read_record
+from finetuner_protocol.runs import FINAL_STATUSES
 
-FINAL = {"FINISHED", "FAILED", "CANCELLED"}
 RECONNECT_VARIABLE = "FINETUNER_RECONNECT_S"
 
 
@@ -29,7 +31,7 @@ class Run:
 
     def info(self) -> dict[str, Any]:
         """Status record: ``status``, ``error`` (when FAILED), ``created_at``, ``updated_at``."""
-        return self._transport.result("/runs/status", run_id=self.id)
+        return self._transport.result(endpoints.RUNS_STATUS, run_id=self.id)
 
     def status(self) -> str:
         """CREATED, QUEUED, STARTED, FINISHED, FAILED or CANCELLED."""
@@ -37,27 +39,40 @@ class Run:
 
     def logs(self) -> str:
         """Every log line so far, one per line."""
-        entries = self._transport.result("/runs/logs", run_id=self.id)["logs"]
+        entries = self._transport.result(endpoints.RUNS_LOGS, run_id=self.id)["logs"]
         return "\n".join(entry["message"] for entry in entries)
+
+    def records(self) -> list[LogRecord]:
+        """Every log entry so far as a structured record (``finetuner_protocol.logs``: steps with their loss,
+        evaluations with their metrics, ...)."""
+        return [read_record(entry) for entry in self._transport.result(endpoints.RUNS_LOGS, run_id=self.id)["logs"]]
 
     def stream_logs(self, interval_s: float = 1.0, reconnect_s: float | None = None) -> Iterator[str]:
         """Yield log lines as they are written, until the run ends. A dropped connection (the Flow restarting,
         the network) is retried with back-off for up to ``reconnect_s`` seconds (5 minutes; the environment
         variable ``FINETUNER_RECONNECT_S`` sets another default), and streaming goes on from the last line received."""
+        for entry in self._stream(interval_s, reconnect_s):
+            yield entry["message"]
+
+    def stream_records(self, interval_s: float = 1.0, reconnect_s: float | None = None) -> Iterator[LogRecord]:
+        """As :meth:`stream_logs`, each entry as its structured record."""
+        for entry in self._stream(interval_s, reconnect_s):
+            yield read_record(entry)
+
+    def _stream(self, interval_s: float, reconnect_s: float | None) -> Iterator[dict[str, Any]]:
         reconnect_s = reconnect_window() if reconnect_s is None else reconnect_s
         since = 0
         while True:
             try:
-                answer = self._retrying(reconnect_s, "/runs/logs", run_id=self.id, since=since)
+                answer = self._retrying(reconnect_s, endpoints.RUNS_LOGS, run_id=self.id, since=since)
             except ConnectionFailedError:
                 raise ConnectionFailedError(
                     f"lost the Flow at {self._transport.host} for {reconnect_s:.0f} s while following run {self.id}: "
                     "stopped following (the run itself goes on; stream_logs() again to follow it)"
                 ) from None
-            for entry in answer["logs"]:
-                yield entry["message"]
+            yield from answer["logs"]
             since += len(answer["logs"])
-            if answer["status"] in FINAL and not answer["logs"]:
+            if answer["status"] in FINAL_STATUSES and not answer["logs"]:
                 return
             time.sleep(0 if answer["logs"] else interval_s)
 
@@ -76,7 +91,7 @@ class Run:
     def wait(self, interval_s: float = 1.0, timeout_s: float | None = None) -> str:
         """Block until the run ends; return its final status."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while (status := self.status()) not in FINAL:
+        while (status := self.status()) not in FINAL_STATUSES:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {self.id} still {status} after {timeout_s}s")
             time.sleep(interval_s)
@@ -84,10 +99,16 @@ class Run:
 
     def metrics(self) -> dict[str, dict[str, float]]:
         """Retrieval metrics on the evaluation data: ``{"before": {...}, "after": {...}}``."""
-        return self._transport.result("/runs/metrics", run_id=self.id)
+        return self._transport.result(endpoints.RUNS_METRICS, run_id=self.id)
 
     def cancel(self) -> None:
-        self._transport.result("/runs/cancel", run_id=self.id)
+        self._transport.result(endpoints.RUNS_CANCEL, run_id=self.id)
+
+    def evaluate(self, eval_data: Any = None, **options: Any) -> dict:
+        """This run's artifact evaluated in the Flow on ``eval_data``: see :func:`finetuner.evaluation.evaluate`."""
+        from finetuner.evaluation import evaluate
+
+        return evaluate(self._transport, eval_data, run_id=self.id, saved=self.info()["config"], **options)
 
     def report(self, directory: str | Path, eval_data: Any = None, **options: Any) -> Path:
         """Write this run's HTML report (``directory/index.html``); see :func:`finetuner.report.write_report`."""
@@ -117,7 +138,7 @@ class Run:
         """Download the tuned model into ``directory`` in chunks, checking every file's sha256. Files already
         there and intact are kept; a file cut short by an interrupted download is continued."""
         directory = Path(directory)
-        files = self._transport.result("/runs/artifact", run_id=self.id)["files"]
+        files = self._transport.result(endpoints.RUNS_ARTIFACT, run_id=self.id)["files"]
         with Progress(disable=quiet, transient=True) as progress:
             task = progress.add_task("downloading", total=sum(entry["size"] for entry in files))
             for entry in files:
@@ -141,7 +162,7 @@ class Run:
         advance(offset)
         with open(target, "ab") as file:
             while offset < entry["size"]:
-                docs = self._transport.post("/runs/artifact", run_id=self.id, path=entry["path"], offset=offset)
+                docs = self._transport.post(endpoints.RUNS_ARTIFACT, run_id=self.id, path=entry["path"], offset=offset)
                 chunk = docs[0].blob or b""
                 if not chunk:
                     raise FinetunerError(f"artifact file {entry['path']} ended early at byte {offset}")

@@ -1,4 +1,5 @@
-"""The only module of the client that speaks to the Flow (jina's gRPC client)."""
+"""The only module of the client that speaks to the Flow (jina's gRPC client, imported when the first
+:class:`Transport` is made: commands that reach no Flow start without it)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 from docarray import DocList
-
-with warnings.catch_warnings():  # jina imports pkg_resources, which warns on every import
-    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-    from jina import Client
 
 from finetuner.errors import ConnectionFailedError, ServerError
 from finetuner_protocol.wire import FinetunerDoc, read_result
@@ -37,6 +34,9 @@ class Transport:
         self.host = host
         self.token = token
         address, port, tls = parse_host(host)
+        with warnings.catch_warnings():  # jina imports pkg_resources, which warns on every import
+            warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+            from jina import Client
         self._client = Client(host=address, port=port, protocol="grpc", tls=tls)
 
     def is_ready(self, timeout_s: float = 5.0) -> bool:

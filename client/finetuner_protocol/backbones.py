@@ -3,6 +3,10 @@
 A name is a registered backbone, a ``timm/<name>`` or ``openclip/<architecture>`` name, a saved artifact
 folder (it holds ``finetuner.json``) or a sentence-transformers / Hugging Face folder. Nothing is downloaded:
 anything else fails with :class:`ModelNotAvailableError`.
+
+The catalogue is data: each name's family is a name (:func:`backbone_family`); what a family does (building,
+loading, saving, ONNX, preprocessing, its model-card text) is its class's, in the service's family table
+(``finetuner_core.models.families``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
 DEFAULT_CLIP_MODEL = "lit-minilm-efficientnet-lite0"
-PREFIXES = ("timm/", "openclip/")
+DEFAULT_VECTOR_MODEL = "mlp"
 MODEL_ROOTS_VARIABLE = "FINETUNER_MODEL_ROOTS"
 
 
@@ -76,10 +80,28 @@ BACKBONES: dict[str, BackboneSpec] = {
         *[BackboneSpec(n, "torchvision", "image", d, _LOCAL) for n, d in _TORCHVISION_DIMS.items()],
         *[BackboneSpec(n, "timm", "image", d, _LOCAL) for n, d in _TIMM_DIMS.items()],
         *[BackboneSpec(n, "open_clip", "text-image", d, _LOCAL) for n, d in _OPENCLIP_DIMS.items()],
-        BackboneSpec("mlp", "mlp", "vector", 256, "random init (input_dim=..., hidden_dims=[...])", True),
+        BackboneSpec(
+            DEFAULT_VECTOR_MODEL, "mlp", "vector", 256, "random init (input_dim=..., hidden_dims=[...])", True
+        ),
     ]
 }
 ALIASES = {f"sentence-transformers/{DEFAULT_TEXT_MODEL}": DEFAULT_TEXT_MODEL}
+
+
+@dataclass(frozen=True)
+class NamePrefix:
+    """Names ``<prefix><architecture>``: any architecture of a family's library (local weights or random)."""
+
+    prefix: str
+    family: str
+    modality: str
+
+
+NAME_PREFIXES = {
+    p.prefix: p for p in [NamePrefix("timm/", "timm", "image"), NamePrefix("openclip/", "open_clip", "text-image")]
+}
+PREFIXES = tuple(NAME_PREFIXES)
+FOLDER_FAMILY = "sentence-transformers"  # a folder that is not a saved artifact: sentence-transformers / Hugging Face
 
 
 def list_backbones() -> list[BackboneSpec]:
@@ -161,6 +183,29 @@ def _under(path: str, roots: list[Path]) -> bool:
     return any(resolved.is_relative_to(root) for root in roots)
 
 
+def _prefix(name: str) -> NamePrefix | None:
+    return next((p for prefix, p in NAME_PREFIXES.items() if name.startswith(prefix)), None)
+
+
+def _saved_config(name: str) -> dict | None:
+    """``finetuner.json`` of a saved artifact folder ``name``, else None."""
+    saved = Path(name).expanduser() / "finetuner.json"
+    return json.loads(saved.read_text("utf-8")) if saved.is_file() else None
+
+
+def backbone_family(name: str) -> str:
+    """The family that builds ``name``: its catalogue entry's, a folder's (a saved artifact's own, else
+    sentence-transformers), its prefix's. Says nothing about availability (:func:`check_available` does)."""
+    name = canonical(name)
+    if name in BACKBONES:
+        return BACKBONES[name].family
+    if Path(name).expanduser().is_dir():
+        saved = _saved_config(name)
+        return saved["family"] if saved else FOLDER_FAMILY
+    prefix = _prefix(name)
+    return prefix.family if prefix else FOLDER_FAMILY
+
+
 def expected_modality(name: str, select_model: str | None = None) -> str:
     """What a model takes, without building it: ``text``, ``image``, ``vector`` or ``text-image`` (pairs)."""
     if select_model is not None:
@@ -168,11 +213,7 @@ def expected_modality(name: str, select_model: str | None = None) -> str:
     name = canonical(name)
     if name in BACKBONES:
         return BACKBONES[name].modality
-    if name.startswith("timm/"):
-        return "image"
-    if name.startswith("openclip/"):
-        return "text-image"
-    saved = Path(name).expanduser() / "finetuner.json"
-    if saved.is_file():
-        return json.loads(saved.read_text("utf-8"))["modality"]
-    return "text"
+    if prefix := _prefix(name):
+        return prefix.modality
+    saved = _saved_config(name)
+    return saved["modality"] if saved else "text"

@@ -18,12 +18,10 @@ One type serves every endpoint, so the three executors of the Flow chain without
 import json
 from typing import Any
 
-import numpy as np
 from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
 
-from finetuner_protocol.data.images import image_to_png_bytes
-from finetuner_protocol.data.records import PairItem, QueryDocItem, ScoredPairItem, content_kind
+from finetuner_protocol.shapes import SHAPES
 
 
 class FinetunerDoc(BaseDoc):
@@ -48,21 +46,7 @@ def record_docs(splits: dict[str, list]) -> DocList[FinetunerDoc]:
 
 
 def _record_doc(split: str, record) -> FinetunerDoc:
-    if isinstance(record, QueryDocItem):
-        return FinetunerDoc(split=split, text=record.query, text_pair=record.document)
-    if isinstance(record, ScoredPairItem):
-        return FinetunerDoc(split=split, text=record.text, text_pair=record.text_pair, score=record.score)
-    if isinstance(record, PairItem):
-        return FinetunerDoc(split=split, text=record.text, blob=image_to_png_bytes(record.image))
-    kind = content_kind(record.content)
-    doc = FinetunerDoc(split=split, finetuner_label=record.label)
-    if kind == "text":
-        doc.text = record.content
-    elif kind == "image":
-        doc.blob = image_to_png_bytes(record.content)
-    else:
-        doc.tensor = np.asarray(record.content, dtype=np.float32)
-    return doc
+    return FinetunerDoc(split=split, **SHAPES[record.shape].to_doc(record))
 
 
 def result_docs(payload: dict[str, Any], blob: bytes | None = None) -> DocList[FinetunerDoc]:

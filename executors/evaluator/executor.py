@@ -45,14 +45,17 @@ from finetuner_core.evaluation.search import (
     search_shard,
     shard_payloads,
 )
+from finetuner_core.fit_request import fit_config
 from finetuner_core.in_thread import in_thread
-from finetuner_core.models import build_model, load_model, registry
+from finetuner_core.models import build_model, load_model
 from finetuner_core.models.base import CONFIG_FILE
-from finetuner_core.params import EvaluateParams, SearchParams, fit_config, parse_params
 from finetuner_core.parent import stop_with_parent
-from finetuner_core.storage.workspace import Workspace, workspace_root
+from finetuner_core.workspace import Workspace, workspace_root
+from finetuner_protocol import backbones, endpoints
+from finetuner_protocol.answers import EvaluateAnswer, SearchAnswer, ShardSearchAnswer, answer_docs
 from finetuner_protocol.data.intake import parse_data
-from finetuner_protocol.wire import FinetunerDoc, result_docs
+from finetuner_protocol.params import EvaluateParams, SearchParams, parse_params, request_token
+from finetuner_protocol.wire import FinetunerDoc
 
 
 class FinetunerEvaluator(Executor):
@@ -64,9 +67,9 @@ class FinetunerEvaluator(Executor):
         self.device = device
         self.slices = SliceCache()  # this shard's slices of stored datasets, encoded
         self.slices_lock = threading.Lock()  # searches run side by side (in threads); the cache is shared
-        self.model_roots = registry.model_roots(model_roots)  # folders whose models a request may name
+        self.model_roots = backbones.model_roots(model_roots)  # folders whose models a request may name
 
-    @requests(on="/evaluate")
+    @requests(on=endpoints.EVALUATE)
     @in_thread
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         _, params, config, specs = self._models_request(parameters, EvaluateParams)
@@ -75,14 +78,15 @@ class FinetunerEvaluator(Executor):
         models = {spec.name: (self._load(spec.query, loaded), self._index_model(spec, loaded)) for spec in specs}
         eval_set = self._eval_set(docs, config, specs[0], models[specs[0].name][0])
         evaluations = evaluate_models(eval_set, models, tuple(config.eval_ks), options)
-        return result_docs(answer(eval_set, evaluations))
+        return answer_docs(EvaluateAnswer, answer(eval_set, evaluations))
 
-    @requests(on="/search")
+    @requests(on=endpoints.SEARCH)
     @in_thread
     def search(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
         if self._merges_shards(docs):
             payloads = shard_payloads([json.loads(doc.payload) for doc in docs if doc.kind == "result"])
-            return result_docs(search_result(payloads, parse_search_options(parameters.get("search")).k))
+            k = parse_search_options(parse_params(SearchParams, parameters).search).k
+            return answer_docs(SearchAnswer, search_result(payloads, k))
         owner, params, config, specs = self._models_request(parameters, SearchParams)
         options = parse_search_options(params.search)
         if len(specs) != 1:
@@ -97,12 +101,14 @@ class FinetunerEvaluator(Executor):
         with self.slices_lock:
             answer = search_shard(query_docs(docs)[0], index, *encoders, options, shard, shards, *cache)
         # one shard answers the whole search; shards answer their part, merged by their uses_after
-        return result_docs(search_result([answer], options.k) if shards == 1 else answer)
+        if shards == 1:
+            return answer_docs(SearchAnswer, search_result([answer], options.k))
+        return answer_docs(ShardSearchAnswer, answer)
 
     def _models_request(self, parameters: dict, kind: type) -> tuple[str | None, Any, FitConfig, list[ModelSpec]]:
         """A request's owner (None: an admin's), parameters, fit settings and models, each model one it may use:
         a registered one, one under the operator's roots, or its own run's."""
-        user = self.home.users.authenticate(parameters.get("token"))
+        user = self.home.users.authenticate(request_token(parameters))
         owner = None if user.admin else user.id
         params = parse_params(kind, parameters)
         config = fit_config(params.config, self.model_roots)

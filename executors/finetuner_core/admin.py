@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from finetuner_core.storage.workspace import Workspace, workspace_root
+from finetuner_core.workspace import Workspace, workspace_root
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ import psutil
 import yaml
 
 LOG = logging.getLogger("finetuner_core.serve")
-WORKSPACE_VARIABLE = "FINETUNER_WORKSPACE"  # as storage.workspace reads it (not imported: it loads torch)
+WORKSPACE_VARIABLE = "FINETUNER_WORKSPACE"  # as finetuner_core.workspace reads it (not imported: it loads torch)
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MAX_PAUSE_S = 60.0
@@ -198,6 +198,16 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def flow_defaults(flow: Path) -> dict[str, str]:
+    """The variables of ``<flow>.env`` next to a Flow file (``KEY=VALUE`` lines, ``#`` comments; ``flow.yml``:
+    ``flow.env``), the defaults of what the Flow file reads from the environment; no file: none."""
+    path = flow.with_suffix(".env")
+    if not path.exists():
+        return {}
+    lines = [line.strip() for line in path.read_text("utf-8").splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
 def flow_file(flow: Path, port: int | None, folder: Path) -> Path:
     """``flow``, or a copy of it in ``folder`` that serves on ``port``."""
     if port is None:
@@ -234,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if not flow.is_file():
         print(f"error: no Flow file {flow}", file=sys.stderr)
         return 2
-    env = dict(os.environ)
+    env = {**flow_defaults(flow), **os.environ}  # the environment first, then the Flow file's defaults
     if args.workspace:
         env[WORKSPACE_VARIABLE] = str(Path(args.workspace).resolve())
     with tempfile.TemporaryDirectory(prefix="finetuner-serve-") as folder:

@@ -1,11 +1,12 @@
 """Trainer: holds users' datasets and runs, and trains in the background.
 
-Every endpoint needs a valid token (``parameters["token"]``); a user sees only its own datasets and runs
+Every endpoint needs a valid token (the parameters' ``token``); a user sees only its own datasets and runs
 (another user's id is "not found"). ``/fit`` answers with the run id as soon as the run is stored; a worker
 thread then evaluates the base model, trains, evaluates again and saves the artifact. Every answer is one
 ``result`` document (JSON payload).
 
 - ``/datasets/begin`` ``/datasets/upload`` ``/datasets/commit`` ``/datasets/list`` ``/datasets/delete``
+- ``/config/check`` (a fit's settings, checked before the client uploads its data)
 - ``/fit`` (``train_dataset`` / ``eval_dataset`` ids, or the data as documents)
 - ``/runs/status`` ``/runs/logs`` ``/runs/metrics`` ``/runs/list`` ``/runs/cancel`` ``/runs/delete``
   ``/runs/artifact``
@@ -18,9 +19,36 @@ from docarray import DocList
 from jina import Executor, requests
 
 from finetuner_core.config import FitConfig, check_runtime
+from finetuner_core.fit_request import fit_config
 from finetuner_core.in_thread import in_thread
-from finetuner_core.models import registry
-from finetuner_core.params import (
+from finetuner_core.parent import stop_with_parent
+from finetuner_core.runs.artifact import read_chunk, read_manifest
+from finetuner_core.runs.queue import RunQueue
+from finetuner_core.storage.lock import WorkspaceLock
+from finetuner_core.storage.users import User
+from finetuner_core.training.distributed_options import check_processes, for_request, operator_settings
+from finetuner_core.workspace import Workspace, workspace_root
+from finetuner_protocol import backbones, endpoints
+from finetuner_protocol.answers import (
+    ArtifactAnswer,
+    ConfigChecked,
+    DatasetDeleted,
+    DatasetList,
+    DatasetRecord,
+    ExperimentDeleted,
+    ExperimentList,
+    ExperimentRecord,
+    RunDeleted,
+    RunInfo,
+    RunList,
+    RunLogs,
+    RunMetrics,
+    RunRecord,
+    answer_docs,
+)
+from finetuner_protocol.data.checks import check_dataset, check_fit_splits
+from finetuner_protocol.data.intake import parse_data, parse_fit_data
+from finetuner_protocol.params import (
     ArtifactParams,
     BeginParams,
     CommitParams,
@@ -32,19 +60,11 @@ from finetuner_core.params import (
     LogsParams,
     RunParams,
     UploadParams,
-    fit_config,
+    WithConfig,
     parse_params,
+    request_token,
 )
-from finetuner_core.parent import stop_with_parent
-from finetuner_core.runs import RunQueue
-from finetuner_core.runs.artifact import read_chunk, read_manifest
-from finetuner_core.storage.lock import WorkspaceLock
-from finetuner_core.storage.users import User
-from finetuner_core.storage.workspace import Workspace, workspace_root
-from finetuner_core.training.distributed_options import check_processes, for_request, operator_settings
-from finetuner_protocol.data.checks import check_dataset, check_fit_splits
-from finetuner_protocol.data.intake import parse_data, parse_fit_data
-from finetuner_protocol.wire import FinetunerDoc, result_docs
+from finetuner_protocol.wire import FinetunerDoc
 
 Docs = DocList[FinetunerDoc]
 ADMIN_TOKEN_VARIABLE = "FINETUNER_ADMIN_TOKEN"
@@ -71,11 +91,11 @@ class FinetunerTrainer(Executor):
         self.datasets = self.home.datasets
         self.queue = RunQueue(self.store, concurrency=concurrency)
         self.suspend_timeout_s = suspend_timeout_s
-        self.model_roots = registry.model_roots(model_roots)  # folders whose models a request may name
+        self.model_roots = backbones.model_roots(model_roots)  # folders whose models a request may name
         self.distributed = operator_settings(distributed)  # the rendezvous of runs that span several machines
 
     def _user(self, parameters: dict) -> User:
-        return self.home.users.authenticate(parameters.get("token"))
+        return self.home.users.authenticate(request_token(parameters))
 
     def _owner(self, parameters: dict) -> str | None:
         """Whose data a request may see: its user's (an admin's requests see every user's)."""
@@ -97,14 +117,14 @@ class FinetunerTrainer(Executor):
         check_runtime(config)
         return config.model_copy(update={"distributed": distributed})
 
-    @requests(on="/datasets/begin")
+    @requests(on=endpoints.DATASETS_BEGIN)
     @in_thread
     def begin_dataset(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
         plan = parse_params(BeginParams, parameters).dataset
-        return result_docs(self.datasets.begin(user.id, plan.name, plan.upload_key, plan.batches))
+        return answer_docs(DatasetRecord, self.datasets.begin(user.id, plan.name, plan.upload_key, plan.batches))
 
-    @requests(on="/datasets/upload")
+    @requests(on=endpoints.DATASETS_UPLOAD)
     @in_thread
     def upload_dataset(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         """One batch of a dataset (the validator has checked its rows)."""
@@ -113,37 +133,48 @@ class FinetunerTrainer(Executor):
         config, batch = fit_config(params.config, self.model_roots), params.dataset
         records = parse_data(docs, config.modality, config.csv_options, whole=False)["train"]
         stored = self.datasets.put_batch(batch.id, user.id, batch.index, records, batch.items, batch.sha256)
-        return result_docs(stored)
+        return answer_docs(DatasetRecord, stored)
 
-    @requests(on="/datasets/commit")
+    @requests(on=endpoints.DATASETS_COMMIT)
     @in_thread
     def commit_dataset(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
         dataset_id = parse_params(CommitParams, parameters).dataset.id
-        return result_docs(self.datasets.commit(dataset_id, user.id, lambda records: check_dataset(records)))
+        return answer_docs(
+            DatasetRecord, self.datasets.commit(dataset_id, user.id, lambda records: check_dataset(records))
+        )
 
-    @requests(on="/datasets/list")
+    @requests(on=endpoints.DATASETS_LIST)
     @in_thread
     def list_datasets(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
         parse_params(EndpointParams, parameters)
-        return result_docs({"datasets": self.datasets.list(user.id)})
+        return answer_docs(DatasetList, {"datasets": self.datasets.list(user.id)})
 
-    @requests(on="/datasets/delete")
+    @requests(on=endpoints.DATASETS_DELETE)
     @in_thread
     def delete_dataset(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
         dataset_id = parse_params(DeleteDatasetParams, parameters).dataset_id
         self.datasets.delete(dataset_id, user.id)
-        return result_docs({"dataset_id": dataset_id, "deleted": True})
+        return answer_docs(DatasetDeleted, {"dataset_id": dataset_id, "deleted": True})
 
-    @requests(on="/fit")
+    @requests(on=endpoints.CONFIG_CHECK)
+    @in_thread
+    def check_config(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
+        """A fit's settings checked as ``/fit`` checks them, before the client sends any data."""
+        self._user(parameters)
+        config = self._fit_config(parse_params(WithConfig, parameters).config)
+        backbones.check_available(config.model, config.model_options.weights, config.model_options.pretrained)
+        return answer_docs(ConfigChecked, {"config": config.model_dump(mode="json", exclude={"distributed"})})
+
+    @requests(on=endpoints.FIT)
     @in_thread
     def fit(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
         params = parse_params(FitParams, parameters)
         config = self._fit_config(params.config)
-        registry.check_available(config.model, config.model_options.weights, config.model_options.pretrained)
+        backbones.check_available(config.model, config.model_options.weights, config.model_options.pretrained)
         if len(docs):
             splits = parse_fit_data(docs, config)
         else:
@@ -152,7 +183,7 @@ class FinetunerTrainer(Executor):
         experiment = params.experiment or "default"
         run_id = self.store.create(config, splits["train"], splits.get("eval", []), user.id, experiment)
         self.queue.submit(run_id)
-        return result_docs(self.store.status(run_id))
+        return answer_docs(RunRecord, self.store.status(run_id))
 
     def _dataset_splits(self, params: FitParams, user: User) -> dict[str, list]:
         if not params.train_dataset:
@@ -162,86 +193,92 @@ class FinetunerTrainer(Executor):
             splits["eval"] = self.datasets.records(params.eval_dataset, user.id)
         return splits
 
-    @requests(on="/runs/status")
+    @requests(on=endpoints.RUNS_STATUS)
     @in_thread
     def status(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         run_id, _ = self._run(parameters)
         config = self.store.config(run_id).model_dump(mode="json")
-        return result_docs({**self.store.status(run_id), "config": config})
+        return answer_docs(RunInfo, {**self.store.status(run_id), "config": config})
 
-    @requests(on="/runs/logs")
+    @requests(on=endpoints.RUNS_LOGS)
     @in_thread
     def logs(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         run_id, params = self._run(parameters, LogsParams)
         entries = self.store.logs(run_id, since=params.since)
-        return result_docs({"logs": entries, **self.store.status(run_id)})
+        return answer_docs(RunLogs, {"logs": entries, **self.store.status(run_id)})
 
-    @requests(on="/runs/metrics")
+    @requests(on=endpoints.RUNS_METRICS)
     @in_thread
     def metrics(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         run_id, _ = self._run(parameters)
-        return result_docs(self.store.metrics(run_id))
+        return answer_docs(RunMetrics, self.store.metrics(run_id))
 
-    @requests(on="/runs/list")
+    @requests(on=endpoints.RUNS_LIST)
     @in_thread
     def list_runs(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         owner = self._owner(parameters)
         params = parse_params(ListRunsParams, parameters)
         filters = {"experiment": params.experiment, "status": params.status}
         runs = self.store.list(owner, offset=params.offset, limit=params.limit, **filters)
-        return result_docs({"runs": runs, "total": self.store.count(owner, **filters), "offset": params.offset})
+        return answer_docs(
+            RunList, {"runs": runs, "total": self.store.count(owner, **filters), "offset": params.offset}
+        )
 
-    @requests(on="/runs/cancel")
+    @requests(on=endpoints.RUNS_CANCEL)
     @in_thread
     def cancel(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         run_id, _ = self._run(parameters)
         self.queue.cancel(run_id)
-        return result_docs(self.store.status(run_id))
+        return answer_docs(RunRecord, self.store.status(run_id))
 
-    @requests(on="/runs/delete")
+    @requests(on=endpoints.RUNS_DELETE)
     @in_thread
     def delete(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         run_id, _ = self._run(parameters)
         self.store.delete(run_id)
-        return result_docs({"run_id": run_id, "deleted": True})
+        return answer_docs(RunDeleted, {"run_id": run_id, "deleted": True})
 
-    @requests(on="/runs/artifact")
+    @requests(on=endpoints.RUNS_ARTIFACT)
     @in_thread
     def artifact(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         """Without ``path``: the manifest. With ``path`` and ``offset``: one chunk of the file in ``blob``."""
         run_id, params = self._run(parameters, ArtifactParams)
         artifact_dir = self.store.artifact_dir(run_id)
         if params.path is None:
-            return result_docs({"files": read_manifest(artifact_dir)})
+            return answer_docs(ArtifactAnswer, {"files": read_manifest(artifact_dir)})
         chunk = read_chunk(artifact_dir, params.path, params.offset)
-        return result_docs({"path": params.path, "offset": params.offset, "length": len(chunk)}, blob=chunk)
+        return answer_docs(
+            ArtifactAnswer, {"path": params.path, "offset": params.offset, "length": len(chunk)}, blob=chunk
+        )
 
-    @requests(on="/experiments/create")
+    @requests(on=endpoints.EXPERIMENTS_CREATE)
     @in_thread
     def create_experiment(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
-        return result_docs(self.store.create_experiment(user.id, parse_params(ExperimentParams, parameters).name))
+        name = parse_params(ExperimentParams, parameters).name
+        return answer_docs(ExperimentRecord, self.store.create_experiment(user.id, name))
 
-    @requests(on="/experiments/get")
+    @requests(on=endpoints.EXPERIMENTS_GET)
     @in_thread
     def get_experiment(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
-        return result_docs(self.store.experiment(user.id, parse_params(ExperimentParams, parameters).name))
+        name = parse_params(ExperimentParams, parameters).name
+        return answer_docs(ExperimentRecord, self.store.experiment(user.id, name))
 
-    @requests(on="/experiments/list")
+    @requests(on=endpoints.EXPERIMENTS_LIST)
     @in_thread
     def list_experiments(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
         parse_params(EndpointParams, parameters)
-        return result_docs({"experiments": self.store.list_experiments(user.id)})
+        return answer_docs(ExperimentList, {"experiments": self.store.list_experiments(user.id)})
 
-    @requests(on="/experiments/delete")
+    @requests(on=endpoints.EXPERIMENTS_DELETE)
     @in_thread
     def delete_experiment(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
         name = parse_params(ExperimentParams, parameters).name
         self.store.delete_experiment(user.id, name)
-        return result_docs({"name": name, "deleted": True})
+        return answer_docs(ExperimentDeleted, {"name": name, "deleted": True})
 
     @requests
     async def passthrough(self, docs: Docs, **kwargs) -> Docs:

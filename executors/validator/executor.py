@@ -1,10 +1,10 @@
 """Validator: the Flow's first executor. It parses and checks what users send before anything is stored.
 
 ``/fit`` and ``/evaluate`` take item documents and CSV files (``FinetunerDoc``) plus the fit configuration in
-``parameters["config"]``; they answer with the validated items, or fail the request with one error that
+the parameters' ``config``; they answer with the validated items, or fail the request with one error that
 names every bad row or document. ``/datasets/upload`` checks one batch of a dataset row by row (the trainer
 checks the whole dataset when its last batch is stored). Every request needs a valid token
-(``parameters["token"]``). Every other endpoint passes through.
+(the parameters' ``token``). Every other endpoint passes through.
 """
 
 from docarray import DocList
@@ -14,13 +14,14 @@ from finetuner_core.evaluation.endpoint import check_model_sources, model_specs
 from finetuner_core.evaluation.options import parse_evaluation_options
 from finetuner_core.evaluation.pairs import check_eval_data
 from finetuner_core.evaluation.request import eval_set_from_docs, is_retrieval_request
+from finetuner_core.fit_request import fit_config
 from finetuner_core.in_thread import in_thread
-from finetuner_core.models import registry
-from finetuner_core.params import EvaluateParams, FitParams, UploadParams, fit_config, parse_params
 from finetuner_core.parent import stop_with_parent
-from finetuner_core.storage.workspace import Workspace, workspace_root
 from finetuner_core.training.distributed_options import for_request
+from finetuner_core.workspace import Workspace, workspace_root
+from finetuner_protocol import backbones, endpoints
 from finetuner_protocol.data.intake import parse_data, parse_fit_data
+from finetuner_protocol.params import EvaluateParams, FitParams, UploadParams, parse_params, request_token
 from finetuner_protocol.wire import FinetunerDoc, record_docs
 
 
@@ -29,29 +30,29 @@ class FinetunerValidator(Executor):
         super().__init__(**kwargs)
         stop_with_parent()  # no orphan outlives the Flow
         self.users = Workspace(workspace_root(workspace_dir)).users
-        self.model_roots = registry.model_roots(model_roots)  # folders whose models a request may name
+        self.model_roots = backbones.model_roots(model_roots)  # folders whose models a request may name
 
-    @requests(on="/fit")
+    @requests(on=endpoints.FIT)
     @in_thread
     def fit(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
-        self.users.authenticate(parameters.get("token"))
+        self.users.authenticate(request_token(parameters))
         config = fit_config(parse_params(FitParams, parameters).config, self.model_roots)
         for_request(config.distributed, {})  # other machines' addresses are the operator's, not a fit's
         if not len(docs):
             return docs  # the data are stored datasets, named in the parameters
         return record_docs(parse_fit_data(docs, config))
 
-    @requests(on="/datasets/upload")
+    @requests(on=endpoints.DATASETS_UPLOAD)
     @in_thread
     def upload(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
-        self.users.authenticate(parameters.get("token"))
+        self.users.authenticate(request_token(parameters))
         config = fit_config(parse_params(UploadParams, parameters).config, self.model_roots)
         return record_docs(parse_data(docs, config.modality, config.csv_options, whole=False))
 
-    @requests(on="/evaluate")
+    @requests(on=endpoints.EVALUATE)
     @in_thread
     def evaluate(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
-        self.users.authenticate(parameters.get("token"))
+        self.users.authenticate(request_token(parameters))
         params = parse_params(EvaluateParams, parameters)
         config = fit_config(params.config, self.model_roots)
         parse_evaluation_options(params.evaluation)

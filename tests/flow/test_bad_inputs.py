@@ -485,7 +485,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_stored(bench, case):
 def test_line_breaks_and_nul_in_texts_are_stored_and_read_back(bench):
     """Texts and labels holding U+2028, U+2029, U+0085 or a NUL are data like any other: accepted, stored, and
     read back unchanged."""
-    from finetuner_core.storage.workspace import Workspace
+    from finetuner_core.workspace import Workspace
 
     label = bench.rows[0][1]
     odd = [("line\u2028separator", "sep\u2028label"), ("another\u2028one", "sep\u2028label")]

@@ -66,8 +66,9 @@ def test_users_see_only_their_own_datasets_and_runs(flow, rows, tmp_path, as_use
 
 def test_a_dataset_is_uploaded_in_batches_resumed_and_stored_once(flow, rows, tmp_path):
     from finetuner import datasets
+    from finetuner.settings import settings_of
 
-    config = finetuner.api._config("all-MiniLM-L6-v2", {})
+    config = settings_of("all-MiniLM-L6-v2", {})
     path = write_csv(tmp_path / "train.csv", rows)
     transport = finetuner.api._transport()
     partial = datasets.upload(transport, str(path), config, "train.csv", quiet=True, batch_items=5, stop_after=2)

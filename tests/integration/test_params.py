@@ -1,12 +1,18 @@
 """Every endpoint refuses parameters of the wrong type or out of bounds with one line naming the parameter, and
-refuses models, weights and image paths on the server outside the operator's model roots."""
+refuses models, weights and image paths on the server outside the operator's model roots. The endpoints the
+executors serve are the protocol's, each with its parameters and answer model, and the answers read back as typed."""
 
 import pytest
 from docarray import DocList
+from pydantic import ValidationError
 
 from conftest import user_token
 from finetuner_core.evaluation import EvaluationError
+from finetuner_protocol import answers, endpoints
+from finetuner_protocol.answers import ANSWERS, read_answer
 from finetuner_protocol.backbones import ModelSourceError
+from finetuner_protocol.params import PARAMS
+from finetuner_protocol.runs import RunStatus
 from finetuner_protocol.wire import FinetunerDoc
 from integration.called import load
 
@@ -162,3 +168,34 @@ def test_a_fit_may_not_name_other_machines_and_processes_are_bounded(trainer, va
     with pytest.raises(ValueError, match="distributed.master_addr"):
         validator.fit(docs=text_docs(), parameters={"token": token, "config": {"distributed": {"master_addr": "h"}}})
     assert_nothing_stored(trainer, token)
+
+
+def test_the_executors_serve_the_protocols_endpoints_each_with_its_parameters_and_answer(trainer, validator, evaluator):
+    served = {name: set() for name in endpoints.ENDPOINTS}
+    for role, executor in (("trainer", trainer), ("validator", validator), ("evaluator", evaluator)):
+        for name in executor.executor.requests:
+            if name.startswith("/") and name != "/default":  # not jina's own, nor the passthrough of the rest
+                assert name in served, f"the {role} serves {name}, an endpoint the protocol does not name"
+                served[name].add(role)
+    assert not [name for name, roles in served.items() if not roles], "every endpoint is served"
+    assert set(PARAMS) == set(ANSWERS) == set(endpoints.ENDPOINTS)
+    assert len(set(endpoints.ENDPOINTS)) == len(endpoints.ENDPOINTS), "each endpoint named once"
+
+
+def test_the_trainers_answers_read_back_as_their_models(trainer, token):
+    def call(path: str, /, **parameters):
+        docs = endpoint(trainer, path)(docs=DocList[FinetunerDoc](), parameters={"token": token, **parameters})
+        return read_answer(ANSWERS[path], docs)
+
+    created = call(endpoints.EXPERIMENTS_CREATE, name="typed")
+    assert isinstance(created, answers.ExperimentRecord) and (created.name, created.runs) == ("typed", 0)
+    assert [e.name for e in call(endpoints.EXPERIMENTS_LIST).experiments] == ["typed"]
+    page = call(endpoints.RUNS_LIST, limit=5)
+    assert (page.runs, page.total, page.offset) == ([], 0, 0)
+    assert call(endpoints.DATASETS_LIST).datasets == []
+    assert call(endpoints.EXPERIMENTS_DELETE, name="typed") == answers.ExperimentDeleted(name="typed", deleted=True)
+    record = {**RUN, "name": None, "experiment": "e", "status": "DONE", "created_at": 1.0, "updated_at": 1.0}
+    with pytest.raises(ValidationError) as refused:
+        answers.RunRecord.model_validate({**record, "started_at": None, "finished_at": None})
+    assert [error["loc"] for error in refused.value.errors()] == [("status",)]
+    assert RunStatus("CANCELLED").is_final and not RunStatus.STARTED.is_final

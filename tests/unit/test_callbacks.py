@@ -4,15 +4,19 @@ import numpy as np
 import pytest
 import torch
 
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.best_model import BestModelCheckpoint
+from finetuner_core.callbacks.early_stopping import EarlyStopping
+from finetuner_core.callbacks.evaluation import EvaluationCallback
+from finetuner_core.callbacks.state import TrainState
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
 from finetuner_core.models import build_model
 from finetuner_core.runs import RunStatus, RunStore
 from finetuner_core.runs import execute as execute_module
+from finetuner_core.runs.context import RunContext
 from finetuner_core.runs.execute import execute_run
 from finetuner_core.training import loop
-from finetuner_core.training.callbacks import BestModelCheckpoint, Callback, EarlyStopping, EvaluationCallback
 from finetuner_core.training.loop import train
-from finetuner_core.training.state import TrainState
 from finetuner_protocol.data import LabeledItem
 
 MLP_OPTIONS = {"input_dim": 8, "hidden_dims": [16]}
@@ -144,7 +148,7 @@ def test_evaluation_needs_a_schedule():
 
 
 def test_evaluation_at_end_measures_the_last_step_once():
-    from finetuner_core.training.state import TrainState
+    from finetuner_core.callbacks.state import TrainState
 
     calls = []
     callback = EvaluationCallback(lambda: calls.append(1) or {"mrr@10": 0.5}, every_steps=2, at_end=True)
@@ -215,7 +219,7 @@ def test_a_run_evaluates_every_n_steps_and_stores_each_evaluation(tmp_path):
     store = RunStore(tmp_path)
     fit = config(max_steps=4, eval_every_steps=2, eval_ks=[1, 5], monitor="mrr@5")
     run_id = store.create(fit, vectors(), vectors(20, seed=1))
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     assert store.status(run_id)["status"] == RunStatus.FINISHED
     metrics = store.metrics(run_id)
     assert list(metrics) == ["before", "step 2", "step 4", "after"]
@@ -229,7 +233,7 @@ def test_a_run_whose_loss_turns_nan_fails_with_the_reason(tmp_path, monkeypatch)
     nan_from(monkeypatch, 2)
     store = RunStore(tmp_path)
     run_id = store.create(config(max_steps=5), vectors(), [])
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     status = store.status(run_id)
     assert status["status"] == RunStatus.FAILED
     assert status["error"] == "TrainingFailed: training loss is nan at step 2"
@@ -247,7 +251,7 @@ def test_a_run_can_stop_early_and_still_finish(tmp_path, monkeypatch):
     monkeypatch.setattr(execute_module, "EarlyStopping", always_worse)
     store = RunStore(tmp_path)
     run_id = store.create(config(epochs=5, early_stopping_patience=2), vectors(), [])
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     assert store.status(run_id)["status"] == RunStatus.FINISHED
     messages = [entry["message"] for entry in store.logs(run_id)]
     assert any(m.startswith("early stopping: loss did not improve") and m.endswith("at step 3") for m in messages)

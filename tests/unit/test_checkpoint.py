@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from conftest import banking77_slice
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.best_model import BestModelCheckpoint
+from finetuner_core.callbacks.early_stopping import EarlyStopping
+from finetuner_core.callbacks.evaluation import EvaluationCallback
 from finetuner_core.config import FitConfig
 from finetuner_core.models import build_model
-from finetuner_core.training.callbacks import BestModelCheckpoint, Callback, EarlyStopping, EvaluationCallback
 from finetuner_core.training.checkpoint import (
     FILE_NAME,
     CheckpointError,

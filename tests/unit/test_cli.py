@@ -12,7 +12,7 @@ from conftest import unused_port
 from finetuner import cli
 from finetuner.errors import ConnectionFailedError, NotLoggedInError, ServerError
 from finetuner_core.config import ConfigError, parse_fit_config
-from finetuner_core.storage.workspace import Workspace
+from finetuner_core.workspace import Workspace
 from finetuner_protocol.backbones import list_backbones
 from finetuner_protocol.data.errors import DataError, Problem
 

@@ -26,14 +26,15 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from conftest import banking77_slice, cifar10_files, unused_port
+from finetuner_core.callbacks.base import Callback
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
 from finetuner_core.models import build_model
 from finetuner_core.models.build import load_model
 from finetuner_core.runs import RunStatus, RunStore
 from finetuner_core.runs.artifact import read_manifest
+from finetuner_core.runs.context import RunContext
 from finetuner_core.runs.distributed import WORKERS_LOG, first_error, run_folder, torchrun_command
 from finetuner_core.runs.execute import execute_run
-from finetuner_core.training.callbacks import Callback
 from finetuner_core.training.distributed import (
     LEAD_NODE,
     DistributedModel,
@@ -351,7 +352,7 @@ def stored_run(tmp_path: Path, **fields) -> tuple[RunStore, str]:
 @pytest.mark.slow
 def test_a_stored_run_on_two_processes_is_written_once_by_the_lead(tmp_path):
     store, run_id = stored_run(tmp_path, distributed={"num_processes": 2})
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     status = store.status(run_id)
     assert status["status"] == RunStatus.FINISHED, status.get("error")
     messages = [entry["message"] for entry in store.logs(run_id)]
@@ -365,7 +366,7 @@ def test_a_stored_run_on_two_processes_is_written_once_by_the_lead(tmp_path):
     assert "[rank1]" not in (store.path(run_id) / WORKERS_LOG).read_text()  # no traceback from rank 1
     # the same run in one process gives the same model
     alone_store, alone = stored_run(tmp_path / "alone")
-    execute_run(alone_store, alone)
+    execute_run(RunContext(alone_store, alone))
     two = load_model(store.artifact_dir(run_id), "cpu").state_dict()
     one = load_model(alone_store.artifact_dir(alone), "cpu").state_dict()
     for key in one:
@@ -375,7 +376,8 @@ def test_a_stored_run_on_two_processes_is_written_once_by_the_lead(tmp_path):
 @pytest.mark.slow
 def test_cancelling_a_run_stops_every_rank_after_the_same_step(tmp_path):
     store, run_id = stored_run(tmp_path, distributed={"num_processes": 2}, max_steps=None, epochs=50)
-    execute_run(store, run_id, should_stop=lambda: True)  # the cancel file is written before the first step ends
+    # the cancel file is written before the first step ends
+    execute_run(RunContext(store, run_id, should_stop=lambda: True))
     assert store.status(run_id)["status"] == RunStatus.CANCELLED
     messages = [entry["message"] for entry in store.logs(run_id)]
     done = [int(m.split()[2]) for m in messages if m.startswith("training done:")]
@@ -386,7 +388,7 @@ def test_cancelling_a_run_stops_every_rank_after_the_same_step(tmp_path):
 @pytest.mark.slow
 def test_a_run_failing_in_the_workers_is_recorded_as_failed(tmp_path):
     store, run_id = stored_run(tmp_path, distributed={"num_processes": 2}, model=str(tmp_path / "missing"))
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     status = store.status(run_id)
     assert status["status"] == RunStatus.FAILED and "not available offline" in status["error"]
 
@@ -400,7 +402,7 @@ def test_two_nodes_meet_at_the_c10d_rendezvous_and_only_the_starting_node_writes
     command = [sys.executable, "-m", "finetuner_core.runs.distributed", "--root", str(other), "--run-id", run_id]
     with open(tmp_path / "other-node.log", "wb") as output:
         joined = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        execute_run(store, run_id)
+        execute_run(RunContext(store, run_id))
         assert joined.wait(timeout=600) == 0, (tmp_path / "other-node.log").read_text()
     status = store.status(run_id)
     assert status["status"] == RunStatus.FINISHED, status.get("error")

@@ -7,9 +7,11 @@ from sentence_transformers import SentenceTransformer
 
 from conftest import banking77_slice
 from finetuner_core.config import FitConfig
-from finetuner_core.runs import RunQueue, RunStatus, RunStore
+from finetuner_core.runs import RunStatus, RunStore
 from finetuner_core.runs.artifact import read_manifest
+from finetuner_core.runs.context import RunContext
 from finetuner_core.runs.execute import execute_run
+from finetuner_core.runs.queue import RunQueue
 from finetuner_protocol.data import LabeledItem
 
 
@@ -24,7 +26,7 @@ def test_a_run_evaluates_trains_and_saves_its_artifact(tmp_path, data, minilm):
     store = RunStore(tmp_path)
     config = FitConfig(batch_size=16, max_steps=2, eval_ks=[1, 5], device="cpu", to_onnx=True)
     run_id = store.create(config, *data)
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     assert store.status(run_id)["status"] == RunStatus.FINISHED
     metrics = store.metrics(run_id)
     assert set(metrics) == {"before", "after"}
@@ -45,7 +47,7 @@ def test_a_metric_monitor_keeps_the_pretrained_model_when_training_makes_it_wors
         batch_size=16, epochs=2, max_steps=4, learning_rate=5e-3, monitor="precision@1", eval_ks=[1, 5], device="cpu"
     )
     run_id = store.create(config, *data)
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     metrics = store.metrics(run_id)
     assert list(metrics) == ["before", "step 4", "after"], "the trained model is measured when training ends"
     assert metrics["step 4"]["precision@1"] < metrics["before"]["precision@1"], "a learning rate that harms"
@@ -58,7 +60,7 @@ def test_a_metric_monitor_keeps_the_pretrained_model_when_training_makes_it_wors
 def test_a_failing_run_is_recorded_as_failed(tmp_path, data):
     store = RunStore(tmp_path)
     run_id = store.create(FitConfig(model=str(tmp_path / "missing-model")), *data)
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     status = store.status(run_id)
     assert status["status"] == RunStatus.FAILED and "not available offline" in status["error"]
     assert store.logs(run_id)[-1]["message"].startswith("failed: ModelNotAvailableError")
@@ -71,7 +73,7 @@ def test_the_queue_runs_in_the_background_and_resumes_interrupted_runs_on_restar
     store.set_status(started, RunStatus.STARTED)
     store.set_status(queued, RunStatus.QUEUED)
     executed = []
-    queue = RunQueue(store, execute=lambda s, run_id, should_stop: executed.append(run_id))
+    queue = RunQueue(store, execute=lambda run: executed.append(run.run_id))
     fresh = store.create(config, train, [])
     queue.cancel(fresh)
     queue.submit(fresh)
@@ -89,12 +91,12 @@ def test_closing_with_suspend_stops_the_run_in_progress_and_leaves_it_queued(tmp
     run_id = store.create(FitConfig(), [LabeledItem("a", "x"), LabeledItem("b", "x")], [])
     running = threading.Event()
 
-    def execute(store, run_id, should_stop):
-        store.set_status(run_id, RunStatus.STARTED)
+    def execute(run):
+        store.set_status(run.run_id, RunStatus.STARTED)
         running.set()
-        while not should_stop():
+        while not run.should_stop():
             time.sleep(0.01)
-        store.set_status(run_id, RunStatus.CANCELLED)
+        store.set_status(run.run_id, RunStatus.CANCELLED)
 
     queue = RunQueue(store, execute=execute)
     queue.submit(run_id)

@@ -236,7 +236,7 @@ def test_records_survive_the_trip_through_documents_and_json_rows():
     """The validator answers with documents that the trainer parses again; the run store keeps JSON rows."""
     from dataclasses import asdict
 
-    from finetuner_protocol.data.records import from_row, to_row
+    from finetuner_protocol.shapes import from_row, to_row
     from finetuner_protocol.wire import record_docs
 
     def content(splits):

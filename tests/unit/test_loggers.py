@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.evaluation import EvaluationCallback
+from finetuner_core.callbacks.loggers import LOGGERS, LoggerNotAvailableError, build_logger, hyperparameters
 from finetuner_core.config import FitConfig
 from finetuner_core.evaluation.evaluate import evaluate_labeled
 from finetuner_core.models import build_model
 from finetuner_core.runs import RunStatus, RunStore
+from finetuner_core.runs.context import RunContext
 from finetuner_core.runs.execute import execute_run
-from finetuner_core.training.callbacks import Callback, EvaluationCallback
-from finetuner_core.training.loggers import LOGGERS, LoggerNotAvailableError, build_logger, hyperparameters
 from finetuner_core.training.loop import train
 from finetuner_protocol.data import LabeledItem
 
@@ -278,7 +280,7 @@ def test_a_run_writes_every_logger_to_its_logs_folder(tmp_path):
     store = RunStore(tmp_path)
     config = fit_config(loggers=list(LOGGERS), eval_every_steps=2, eval_ks=[1, 5], log_every=1)
     run_id = store.create(config, vectors(48, seed=0), vectors(16, seed=1))
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     assert store.status(run_id)["status"] == RunStatus.FINISHED
     metrics = store.metrics(run_id)
     for name in LOGGERS:

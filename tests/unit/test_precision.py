@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from finetuner_core.callbacks.base import Callback
 from finetuner_core.config import ConfigError, FitConfig, parse_fit_config
 from finetuner_core.models import build_model
-from finetuner_core.training.callbacks import Callback
 from finetuner_core.training.loop import optimizer_step, train
 from finetuner_core.training.precision import (
     PRECISIONS,

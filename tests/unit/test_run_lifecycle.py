@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from finetuner_core.config import FitConfig
-from finetuner_core.runs import RunQueue, RunStatus, RunStore
+from finetuner_core.runs import RunStatus, RunStore
+from finetuner_core.runs.context import RunContext
 from finetuner_core.runs.distributed import launch, run_torchrun
 from finetuner_core.runs.execute import CHECKPOINT_FOLDER, execute_run
+from finetuner_core.runs.queue import RunQueue
 from finetuner_core.training.checkpoint import checkpoint_file, has_checkpoint
 from finetuner_protocol.data import LabeledItem
 
@@ -51,7 +53,7 @@ def test_a_run_cancelled_while_queued_stays_cancelled_after_a_restart(tmp_path):
     store = RunStore(tmp_path)
     release = threading.Event()
 
-    def blocking(store, run_id, should_stop):  # the one worker is busy with the first run
+    def blocking(run):  # the one worker is busy with the first run
         release.wait(30)
 
     first = RunQueue(store, execute=blocking)
@@ -62,7 +64,7 @@ def test_a_run_cancelled_while_queued_stays_cancelled_after_a_restart(tmp_path):
     first.cancel(queued)
     assert store.status(queued)["status"] == RunStatus.CANCELLED, "the cancel is stored at once"
     executed = []  # the trainer dies here (its worker never ends) and a new one starts on the workspace
-    second = RunQueue(RunStore(tmp_path), execute=lambda s, run_id, should_stop: executed.append(run_id))
+    second = RunQueue(RunStore(tmp_path), execute=lambda run: executed.append(run.run_id))
     second.close(timeout=10)
     assert executed == [busy] and store.status(queued)["status"] == RunStatus.CANCELLED
     release.set()
@@ -77,7 +79,7 @@ def test_a_cancel_asked_of_a_started_run_outlives_a_restart(tmp_path):
     checkpoint(store, run_id).mkdir()
     store.request_cancel(run_id)  # asked, and the trainer died before the run saw it
     executed = []
-    RunQueue(RunStore(tmp_path), execute=lambda s, rid, should_stop: executed.append(rid)).close(timeout=10)
+    RunQueue(RunStore(tmp_path), execute=lambda run: executed.append(run.run_id)).close(timeout=10)
     assert executed == [] and store.status(run_id)["status"] == RunStatus.CANCELLED
     assert not checkpoint(store, run_id).exists()
 
@@ -105,7 +107,7 @@ def test_a_finished_run_keeps_its_training_checkpoint_only_when_asked(tmp_path):
     store = RunStore(tmp_path)
     dropped, kept = mlp_run(store, max_steps=2), mlp_run(store, max_steps=2, keep_checkpoint=True)
     for run_id in (dropped, kept):
-        execute_run(store, run_id)
+        execute_run(RunContext(store, run_id))
         assert store.status(run_id)["status"] == RunStatus.FINISHED, store.status(run_id).get("error")
     assert not checkpoint(store, dropped).exists()
     assert has_checkpoint(checkpoint(store, kept))
@@ -117,7 +119,7 @@ def test_a_failed_run_keeps_no_checkpoint(tmp_path):
     run_id = mlp_run(store, max_steps=2)
     checkpoint(store, run_id).mkdir()
     checkpoint_file(checkpoint(store, run_id)).write_bytes(b"not a checkpoint")  # resuming from it fails
-    execute_run(store, run_id)
+    execute_run(RunContext(store, run_id))
     status = store.status(run_id)
     assert status["status"] == RunStatus.FAILED and "not a readable training checkpoint" in status["error"]
     assert not checkpoint(store, run_id).exists()
@@ -165,7 +167,8 @@ def test_a_cancel_ends_a_run_whose_processes_wait_for_a_node_that_never_comes(tm
     run_id = mlp_run(store, max_steps=2, distributed=rendezvous)
     messages, grace_s = [], 1.0
     started = time.monotonic()
-    launch(store, run_id, lambda: processes_of(run_id) != [], messages.append, cancel_grace_s=grace_s)
+    run = RunContext(store, run_id, should_stop=lambda: processes_of(run_id) != [], log_to=messages.append)
+    launch(run, cancel_grace_s=grace_s)
     assert time.monotonic() - started < 120, "not the rendezvous' 600 s"
     assert store.status(run_id)["status"] == RunStatus.CANCELLED
     assert messages[-1] == f"cancelled: the training processes were ended ({grace_s:g} s after the cancel)"

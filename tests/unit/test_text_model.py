@@ -9,7 +9,7 @@ import torch
 
 from conftest import banking77_slice
 from finetuner_core.models import build_model
-from finetuner_core.models.text import BATCHING, _trimmed, length_groups, pack_rows, pack_tokens
+from finetuner_core.models.families.text import BATCHING, _trimmed, length_groups, pack_rows, pack_tokens
 
 MODES = ("packed", "grouped")
 

@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from conftest import banking77_slice
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.early_stopping import EarlyStopping
+from finetuner_core.callbacks.log import LoggingCallback
+from finetuner_core.callbacks.stop import StopCallback
 from finetuner_core.config import FitConfig
 from finetuner_core.models import build_model
 from finetuner_core.training import loop
-from finetuner_core.training.callbacks import Callback, EarlyStopping, LoggingCallback, StopCallback
 from finetuner_core.training.checkpoint import load_checkpoint
 from finetuner_core.training.loop import accumulate, train
 from finetuner_core.training.losses import LOSSES

@@ -8,7 +8,7 @@ from finetuner_core.config import FitConfig
 from finetuner_core.runs import RunNotFoundError, RunStore
 from finetuner_core.storage.datasets import DatasetNotFoundError, DatasetStore
 from finetuner_core.storage.users import USER_ID, AuthError, UserStore
-from finetuner_core.storage.workspace import Workspace
+from finetuner_core.workspace import Workspace
 from finetuner_protocol.data import LabeledItem
 
 TRAIN = [LabeledItem("a1", "a"), LabeledItem("b1", "b")]

@@ -67,14 +67,14 @@ def problems_of(validate, records, **options):
 
 
 def test_good_pairs_pass():
-    from finetuner_protocol.data.validation import validate_records
+    from finetuner_protocol.shapes import validate_records
 
     validate_records(query_docs(("q1", "d1"), ("q2", "d2")), "train")
     validate_records(scored(("a", "b", 0.5), ("c", "d", -3)), "train")
 
 
 def test_every_bad_query_document_pair_is_named():
-    from finetuner_protocol.data.validation import validate_records
+    from finetuner_protocol.shapes import validate_records
 
     records = query_docs(("q1", "d1"), (" ", "d2"), ("q3", None), ("q4", "\t"), ("q5", "d5"))
     assert problems_of(validate_records, records) == [
@@ -133,7 +133,7 @@ def test_scored_sets_need_two_pairs_with_different_scores():
 
 
 def test_one_batch_of_a_dataset_is_checked_row_by_row_only():
-    from finetuner_protocol.data.validation import validate_records
+    from finetuner_protocol.shapes import validate_records
 
     validate_records(scored(("a", "b", 3.0)), "batch", whole=False)
     validate_records(query_docs(("q", "d")), "batch", whole=False)

@@ -4,14 +4,15 @@ import torch
 from torch import nn
 
 from conftest import cifar10_files
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.state import TrainState
+from finetuner_core.callbacks.wiseft import WiSEFT
 from finetuner_core.config import FitConfig
 from finetuner_core.models import build_model, load_model
 from finetuner_core.runs import RunStatus, RunStore
+from finetuner_core.runs.context import RunContext
 from finetuner_core.runs.execute import execute_run
-from finetuner_core.training.callbacks import Callback
 from finetuner_core.training.loop import train
-from finetuner_core.training.state import TrainState
-from finetuner_core.training.wiseft import WiSEFT
 from finetuner_protocol.data import LabeledItem
 from finetuner_protocol.data.images import load_image
 from finetuner_protocol.data.records import PairItem
@@ -118,7 +119,7 @@ def test_a_run_saves_the_interpolated_model(tmp_path):
         config = mlp_config(wise_ft_alpha=alpha)
         run_id = store.create(config, train_data, [])
         torch.manual_seed(config.seed)  # the state a run builds its model in (it may seed itself as well)
-        execute_run(store, run_id)
+        execute_run(RunContext(store, run_id))
         assert store.status(run_id)["status"] == RunStatus.FINISHED
         saved[alpha] = load_model(store.artifact_dir(run_id), "cpu").state_dict()
         if alpha:

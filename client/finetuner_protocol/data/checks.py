@@ -9,21 +9,14 @@ from __future__ import annotations
 from finetuner_protocol.data.content_modality import check_text_columns
 from finetuner_protocol.data.errors import DataError, Problem
 from finetuner_protocol.data.fit_settings import settle_fit
-from finetuner_protocol.data.records import QUERY_DOC, SCORED, LabeledItem, PairItem, content_kind
-from finetuner_protocol.data.validation import validate_records
-
-MODALITY = {QUERY_DOC: "text", SCORED: "text"}  # what a model must take to train on text pairs
+from finetuner_protocol.shapes import SHAPES, validate_records
 
 
 def shape(records: list) -> str:
     """What the records hold: ``text``, ``image`` or ``vector`` (labeled), ``text-image`` (pairs), ``query-doc``
-    or ``scored`` (text pairs)."""
+    or ``scored`` (text pairs): their shape's ``holds``."""
     first = records[0]
-    if isinstance(first, PairItem):
-        return "text-image"
-    if isinstance(first, LabeledItem):
-        return content_kind(first.content)
-    return first.shape
+    return SHAPES[first.shape].holds(first)
 
 
 def check_dataset(records: list, name: str = "dataset") -> None:
@@ -40,7 +33,8 @@ def check_fit_splits(splits: dict[str, list], config) -> None:
     """Datasets named by a fit suit its model, sampler and evaluation cut-offs (``config``: a FitConfig)."""
     for split, records in splits.items():
         found = shape(records) if records else "nothing"
-        if MODALITY.get(found, found) != config.modality:
+        takes = SHAPES[records[0].shape].modality(records[0]) if records else found
+        if takes != config.modality:
             raise DataError(
                 split, [Problem(split, f"holds {found} data; model {config.model!r} takes {config.modality}")]
             )

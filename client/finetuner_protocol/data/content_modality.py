@@ -11,7 +11,8 @@ from __future__ import annotations
 from finetuner_protocol.backbones import DEFAULT_CLIP_MODEL, DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
 from finetuner_protocol.data.errors import DataError, Problem
 from finetuner_protocol.data.images import looks_like_image_reference
-from finetuner_protocol.data.records import LabeledItem, QueryDocItem, Record, ScoredPairItem
+from finetuner_protocol.data.records import Record
+from finetuner_protocol.shapes import SHAPES
 
 SHOWN = 60  # characters of a value shown in a message (data URIs are long)
 
@@ -49,15 +50,7 @@ def _text_columns(records: list[Record]) -> dict[str, list[tuple[str, object]]]:
     columns: dict[str, list[tuple[str, object]]] = {}
     for index, record in enumerate(records):
         where = record.source or f"item {index}"
-        if isinstance(record, LabeledItem):
-            values = {"text": record.content}
-        elif isinstance(record, QueryDocItem):
-            values = {"query": record.query, "document": record.document}
-        elif isinstance(record, ScoredPairItem):
-            values = {"first text": record.text, "second text": record.text_pair}
-        else:
-            values = {}
-        for column, value in values.items():
+        for column, value in SHAPES[record.shape].text_columns(record).items():
             columns.setdefault(column, []).append((where, value))
     return columns
 

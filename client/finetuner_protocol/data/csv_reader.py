@@ -24,7 +24,11 @@ from collections import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finetuner_protocol.data.errors import DataError, Problem
-from finetuner_protocol.data.records import LabeledItem, QueryDocItem, ScoredPairItem
+from finetuner_protocol.data.records import LABELED, QUERY_DOC, SCORED, LabeledItem, Record
+from finetuner_protocol.shapes import SHAPES
+from finetuner_protocol.shapes.scored import parse_score
+
+__all__ = ["CSVOptions", "parse_score", "read_csv_rows", "read_labeled_csv", "read_text_csv"]
 
 TEXT_NAMES = {
     *("text", "sentence", "query", "anchor", "document", "caption", "positive", "passage", "question", "answer"),
@@ -85,28 +89,20 @@ def read_csv_rows(
     return _checked(rows, name, 2, columns)
 
 
-def read_text_csv(
-    content: bytes, name: str, options: CSVOptions | None = None
-) -> list[LabeledItem] | list[QueryDocItem] | list[ScoredPairItem]:
+def read_text_csv(content: bytes, name: str, options: CSVOptions | None = None) -> list[Record]:
     """The records of a CSV file for a text model: labeled texts, query-document pairs or scored pairs (see the
-    module's docstring for how the shape is told). A score that is not a number is reported with its row."""
+    module's docstring for how the shape is told), each row read by its shape. A score that is not a number is
+    reported with its row."""
     options = options or CSVOptions()
     header, rows = _table(content, name, options)
     if _width(header, rows) == 3:
-        return _scored(_checked(rows, name, 3, "text, text, score"))
-    if not options.is_labeled or _names_two_texts(header):
-        return [QueryDocItem(a, b, where) for where, (a, b) in _checked(rows, name, 2, "query, document")]
-    return [LabeledItem(a, b, where) for where, (a, b) in _checked(rows, name, 2, "text, label")]
-
-
-def parse_score(value) -> float:
-    """A score as a float (NaN and infinities included: validation refuses them); ValueError names the value."""
-    if isinstance(value, bool):
-        raise ValueError(f"score {value!r} is not a number")
-    try:
-        return float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise ValueError(f"score {value!r} is not a number") from None
+        shape = SHAPES[SCORED]
+    elif not options.is_labeled or _names_two_texts(header):
+        shape = SHAPES[QUERY_DOC]
+    else:
+        shape = SHAPES[LABELED]
+    checked = _checked(rows, name, len(shape.columns), ", ".join(shape.columns))
+    return [shape.read_row(where, cells) for where, cells in checked]
 
 
 def _table(content: bytes, name: str, options: CSVOptions) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
@@ -127,18 +123,6 @@ def _checked(rows: list[tuple[int, list[str]]], name: str, width: int, columns: 
     if problems:
         raise DataError(name, problems)
     return [(f"{name} row {line}", cells) for line, cells in rows]
-
-
-def _scored(rows: list[tuple[str, list[str]]]) -> list[ScoredPairItem]:
-    """Scored pairs; a score that is not a number stays as written, for validation to report with the rest."""
-    return [ScoredPairItem(first, second, _score_or_cell(score), where) for where, (first, second, score) in rows]
-
-
-def _score_or_cell(cell: str) -> float | str:
-    try:
-        return parse_score(cell)
-    except ValueError:
-        return cell
 
 
 def _width(header: list[str] | None, rows: list[tuple[int, list[str]]]) -> int:

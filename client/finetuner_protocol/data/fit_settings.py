@@ -1,33 +1,35 @@
-"""What a fit's settings must agree with in its data, once the data's shape is known.
+"""What a fit's settings must agree with in its data, once the data's shape is known (its
+:class:`~finetuner_protocol.shapes.Shape`).
 
-- The loss: a fit without one trains with its training data's default (``training.losses.DEFAULT_LOSSES``:
-  TripletMarginLoss, CLIPLoss, MultipleNegativesRankingLoss, CoSENTLoss), written into ``config.loss`` so that
-  the stored run names the loss it trains with; a named loss must train on data of that shape.
-- The monitor: a correlation (``spearman`` / ``pearson``) only for scored evaluation data, a retrieval metric
-  (``mrr@10``, ``r_precision`` ...) only for the others.
-- Evaluation data: large enough to be scored at every k of ``eval_ks``.
+- The loss: a fit without one trains with its training data's default (``Shape.default_loss``: TripletMarginLoss,
+  CLIPLoss, MultipleNegativesRankingLoss, CoSENTLoss), written into ``config.loss`` so that the stored run names
+  the loss it trains with; a named loss must be one of the shape's ``losses``, and the loss options must be its.
+- The monitor: a correlation (``spearman`` / ``pearson``) only for evaluation data measured by correlation (scored
+  pairs), a retrieval metric (``mrr@10``, ``r_precision`` ...) only for the others.
+- Evaluation data: large enough to be scored at every k of ``eval_ks`` (:mod:`.eval_depth`).
 - Vectors: as long as the model's ``input_dim`` (which the MLP needs).
+
+What needs the service's code (whether the settled loss can be built with its options) the core checks.
 """
 
 from __future__ import annotations
 
-from finetuner_core.evaluation.errors import EvaluationError
-from finetuner_core.evaluation.pairs import check_eval_data
-from finetuner_core.evaluation.scored import CORRELATIONS
-from finetuner_core.training import losses
-from finetuner_protocol.backbones import canonical
+from finetuner_protocol import choices
+from finetuner_protocol.backbones import DEFAULT_VECTOR_MODEL, canonical
 from finetuner_protocol.data.errors import DataError, Problem
-from finetuner_protocol.data.records import SCORED, SHAPES, LabeledItem, content_kind, shape_of
+from finetuner_protocol.data.eval_depth import check_eval_depth
+from finetuner_protocol.data.records import LabeledItem, content_kind
 from finetuner_protocol.data.vectors import length_problems
+from finetuner_protocol.shapes import Shape, check_loss, shape_of
 
 
 def settle_fit(config, splits: dict[str, list]) -> None:
-    """Check ``config`` (a FitConfig) against ``splits`` (validated records: ``train``, optional ``eval``) and
+    """Check ``config`` (fit settings) against ``splits`` (validated records: ``train``, optional ``eval``) and
     settle the default loss; one :class:`DataError` says what does not fit."""
     shape = shape_of(splits["train"])
     try:
-        name = losses.check_fits(config.loss_for(shape), shape)
-        losses.build(losses.LOSSES, name, config.loss_options)
+        name = check_loss(config.loss or shape.default_loss, shape.name)
+        _check_loss_options(name, config.loss_options)
     except ValueError as exc:
         raise DataError("train", [Problem("train", str(exc))]) from None
     if name != config.loss_name:
@@ -37,9 +39,17 @@ def settle_fit(config, splits: dict[str, list]) -> None:
     _check_vectors(config, splits)
     if eval_records:
         try:
-            check_eval_data(eval_records, tuple(config.eval_ks))
-        except EvaluationError as exc:
+            check_eval_depth(eval_records, config.eval_ks)
+        except ValueError as exc:
             raise DataError("eval", [Problem("eval", str(exc))]) from None
+
+
+def _check_loss_options(name: str, options: dict) -> None:
+    """Options set for a fit's default loss (chosen by the model) must be those of the loss its data settles."""
+    allowed = choices.LOSS_OPTIONS[name]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name} has no option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
 
 
 def _check_vectors(config, splits: dict[str, list]) -> None:
@@ -49,7 +59,7 @@ def _check_vectors(config, splits: dict[str, list]) -> None:
     if not train:
         return
     input_dim = config.model_options.input_dim
-    if input_dim is None and canonical(config.model) == "mlp":
+    if input_dim is None and canonical(config.model) == DEFAULT_VECTOR_MODEL:
         reason = f"model 'mlp' needs model_options={{'input_dim': {train[0].content.size}}}, the length of the vectors"
         raise DataError("train", [Problem("input_dim", reason)])
     for split, records in vectors.items():
@@ -63,10 +73,8 @@ def _is_vector(record) -> bool:
     return isinstance(record, LabeledItem) and content_kind(record.content) == "vector"
 
 
-def _check_monitor(monitor: str, shape: str) -> None:
-    scored = shape == SCORED
-    if monitor == "loss" or (monitor in CORRELATIONS) == scored:
+def _check_monitor(monitor: str, shape: Shape) -> None:
+    if shape.measures(monitor):
         return
-    measured = "spearman, pearson" if scored else "metrics at a cut-off such as mrr@10"
-    reason = f"monitor {monitor!r} is not measured on {SHAPES[shape]} (their evaluation reports {measured})"
+    reason = f"monitor {monitor!r} is not measured on {shape.description} (their evaluation reports {shape.reports})"
     raise DataError("eval", [Problem("monitor", reason)])

@@ -24,10 +24,10 @@ from finetuner_protocol.data.csv_reader import CSVOptions, read_csv_rows
 from finetuner_protocol.data.errors import DataError, Problem
 from finetuner_protocol.data.fit_settings import settle_fit
 from finetuner_protocol.data.images import load_images, looks_like_image_reference
-from finetuner_protocol.data.records import LabeledItem, PairItem, Record
+from finetuner_protocol.data.records import LABELED, TEXT_IMAGE, Record
 from finetuner_protocol.data.text_records import text_records
-from finetuner_protocol.data.validation import validate_records
 from finetuner_protocol.data.vectors import VectorError, to_vector
+from finetuner_protocol.shapes import SHAPES, validate_records
 
 SPLITS = ("train", "eval")
 Item = Record
@@ -172,16 +172,15 @@ def _build(raw: list[tuple[str, Any, Any]], split: str, modality: str) -> list[I
         problems += error.problems
     if problems:
         raise DataError(split, sorted(problems, key=lambda p: [w for w, _, _ in raw].index(p.where)))
-    if modality == "image":
-        return [LabeledItem(image, label, where) for image, (where, _, label) in zip(images, raw, strict=True)]
-    return [PairItem(text, image, where) for image, (where, _, text) in zip(images, raw, strict=True)]
+    shape = SHAPES[TEXT_IMAGE if modality == "text-image" else LABELED]  # its rows: (image, label) / (image, text)
+    return [shape.read_row(where, [image, value]) for image, (where, _, value) in zip(images, raw, strict=True)]
 
 
 def _vector_items(raw: list[tuple[str, Any, Any]], split: str) -> list[Item]:
     items, problems = [], []
     for where, value, label in raw:
         try:
-            items.append(LabeledItem(to_vector(value), label, where))
+            items.append(SHAPES[LABELED].read_row(where, [to_vector(value), label]))
         except VectorError as exc:
             problems.append(Problem(where, str(exc)))
     if problems:

@@ -7,26 +7,19 @@
 - :class:`ScoredPairItem` (``scored``): two texts and a gold similarity score (any finite number, e.g. STS-B's
   0..5).
 
+Each shape, with everything the layers do with its records, is defined in :mod:`finetuner_protocol.shapes`.
 ``to_row`` / ``from_row`` store them as JSON rows; an image is stored as a PNG file through ``save_image`` and
 read back through ``load_image``, so the run store keeps images as files, not inline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 from PIL import Image
 
-LABELED, TEXT_IMAGE, QUERY_DOC, SCORED = "labeled", "text-image", "query-doc", "scored"
-SHAPES = {
-    LABELED: "labeled items",
-    TEXT_IMAGE: "text-image pairs",
-    QUERY_DOC: "query-document pairs",
-    SCORED: "scored pairs",
-}
+LABELED, TEXT_IMAGE, QUERY_DOC, SCORED = "labeled", "text-image", "query-doc", "scored"  # see finetuner_protocol.shapes
 
 
 @dataclass(frozen=True)
@@ -65,11 +58,6 @@ class ScoredPairItem:
 Record = LabeledItem | PairItem | QueryDocItem | ScoredPairItem
 
 
-def shape_of(records: list[Record]) -> str:
-    """The data shape of a (non-empty) list of records, judged by its first record."""
-    return records[0].shape
-
-
 def content_kind(content: Any) -> str:
     """``text``, ``image`` or ``vector``."""
     if isinstance(content, str):
@@ -77,32 +65,3 @@ def content_kind(content: Any) -> str:
     if isinstance(content, Image.Image):
         return "image"
     return "vector"
-
-
-def to_row(item: Record, save_image: Callable[[Image.Image], str]) -> dict[str, Any]:
-    if isinstance(item, QueryDocItem):
-        return {"query": item.query, "document": item.document}
-    if isinstance(item, ScoredPairItem):
-        return {"text": item.text, "text_pair": item.text_pair, "score": item.score}
-    if isinstance(item, PairItem):
-        return {"text": item.text, "image": save_image(item.image)}
-    kind = content_kind(item.content)
-    if kind == "image":
-        return {"image": save_image(item.content), "label": item.label}
-    if kind == "vector":
-        return {"vector": np.asarray(item.content, dtype=np.float32).tolist(), "label": item.label}
-    return {"text": item.content, "label": item.label}
-
-
-def from_row(row: dict[str, Any], load_image: Callable[[str], Image.Image]) -> Record:
-    if "query" in row:
-        return QueryDocItem(row["query"], row["document"])
-    if "score" in row:
-        return ScoredPairItem(row["text"], row["text_pair"], float(row["score"]))
-    if "label" not in row:
-        return PairItem(text=row["text"], image=load_image(row["image"]))
-    if "image" in row:
-        return LabeledItem(load_image(row["image"]), row["label"])
-    if "vector" in row:
-        return LabeledItem(np.asarray(row["vector"], dtype=np.float32), row["label"])
-    return LabeledItem(row["text"], row["label"])

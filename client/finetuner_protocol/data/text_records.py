@@ -10,9 +10,10 @@ one shape; a split that mixes shapes is refused. An item document's shape follow
 
 from __future__ import annotations
 
-from finetuner_protocol.data.csv_reader import CSVOptions, parse_score, read_text_csv
+from finetuner_protocol.data.csv_reader import CSVOptions, read_text_csv
 from finetuner_protocol.data.errors import DataError, Problem
-from finetuner_protocol.data.records import SHAPES, LabeledItem, QueryDocItem, Record, ScoredPairItem
+from finetuner_protocol.data.records import Record
+from finetuner_protocol.shapes import SHAPES, doc_shape
 
 
 def text_records(indexed_docs: list, split: str, csv_options: CSVOptions) -> list[Record]:
@@ -36,20 +37,12 @@ def text_records(indexed_docs: list, split: str, csv_options: CSVOptions) -> lis
 
 
 def item_record(doc, where: str) -> Record:
-    """The record one text item document holds, by the fields it fills."""
-    text_pair, score = getattr(doc, "text_pair", None), getattr(doc, "score", None)
-    label = getattr(doc, "finetuner_label", None)
-    if text_pair is not None and label is not None:
+    """The record one text item document holds, read by the shape the fields it fills mark
+    (:func:`finetuner_protocol.shapes.doc_shape`)."""
+    if getattr(doc, "text_pair", None) is not None and getattr(doc, "finetuner_label", None) is not None:
         reason = "holds a label (finetuner_label) and a second text (text_pair); a document is a labeled item or a pair"
         raise DataError(where, [Problem(where, reason)])
-    if score is not None:
-        try:
-            return ScoredPairItem(doc.text, text_pair, parse_score(score), where)
-        except ValueError as exc:
-            raise DataError(where, [Problem(where, str(exc))]) from None
-    if text_pair is not None:
-        return QueryDocItem(doc.text, text_pair, where)
-    return LabeledItem(doc.text, label, where)
+    return doc_shape(doc).read_doc(doc, where)
 
 
 def _check_one_shape(records: list[Record], split: str) -> None:
@@ -57,5 +50,5 @@ def _check_one_shape(records: list[Record], split: str) -> None:
     for record in records:
         first.setdefault(record.shape, record.source)
     if len(first) > 1:
-        summary = ", ".join(f"{SHAPES[shape]} (e.g. {where})" for shape, where in first.items())
+        summary = ", ".join(f"{SHAPES[shape].description} (e.g. {where})" for shape, where in first.items())
         raise DataError(split, [Problem(split, f"mixed shapes: {summary}; a data set holds one shape")])

@@ -1,7 +1,8 @@
 """Checks a data set as a whole before anything of it is stored.
 
 Each check adds :class:`Problem` s; every ``validate_*`` function raises one :class:`DataError` with all of them,
-so a data set is accepted entirely or not at all. :func:`validate_records` picks the checks by the data's shape.
+so a data set is accepted entirely or not at all. ``finetuner_protocol.shapes.validate_records`` runs the checks
+of the data's shape (``Shape.validate``).
 With ``whole=False`` only each record is checked (one batch of a dataset); what needs the whole set (classes,
 the number of pairs, different scores) is checked when the whole set is there.
 """
@@ -13,34 +14,10 @@ import re
 from collections import Counter
 
 from finetuner_protocol.data.errors import DataError, Problem
-from finetuner_protocol.data.records import (
-    LABELED,
-    QUERY_DOC,
-    SCORED,
-    LabeledItem,
-    QueryDocItem,
-    ScoredPairItem,
-    content_kind,
-    shape_of,
-)
+from finetuner_protocol.data.records import LabeledItem, QueryDocItem, ScoredPairItem, content_kind
 from finetuner_protocol.data.vectors import length_problems, vector_problem
 
 SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def validate_records(records: list, dataset: str, min_items_per_class: int = 2, whole: bool = True) -> None:
-    """The checks of the records' shape: labeled items, text-image pairs, query-document or scored pairs."""
-    if not records:
-        raise DataError(dataset, [Problem(dataset, "the data set is empty")])
-    shape = shape_of(records)
-    if shape == LABELED:
-        validate_labeled(records, dataset, min_items_per_class, whole=whole)
-    elif shape == QUERY_DOC:
-        validate_query_docs(records, dataset, whole=whole)
-    elif shape == SCORED:
-        validate_scored(records, dataset, whole=whole)
-    else:
-        validate_pairs(records, dataset)
 
 
 def validate_labeled(

@@ -8,13 +8,14 @@ import numpy as np
 
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.index import non_finite_rows
+from finetuner_protocol.data import eval_depth
 
 
 def check_not_empty(num_queries: int, num_index: int) -> None:
-    if num_queries == 0:
-        raise EvaluationError("no queries to evaluate: the evaluation data holds no query item")
-    if num_index == 0:
-        raise EvaluationError("the index is empty: the evaluation data holds no index item to retrieve")
+    try:
+        eval_depth.check_not_empty(num_queries, num_index)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 def check_embeddings(embeddings: np.ndarray, count: int, what: str, name: Callable[[int], str]) -> np.ndarray:
@@ -45,13 +46,10 @@ def check_dimensions(query_dim: int, index_dim: int) -> None:
 
 def check_ks(ks: tuple[int, ...], num_index: int, leaves_own_out: bool) -> None:
     """Every k must fit in the items a query can retrieve (the index, less the query itself)."""
-    candidates = num_index - int(leaves_own_out)
-    if max(ks) > candidates:
-        detail = f"{num_index} index items, the query itself left out" if leaves_own_out else "the index size"
-        raise EvaluationError(
-            f"k={max(ks)} is larger than the {candidates} items a query can retrieve ({detail}); "
-            "use smaller eval_ks or more evaluation data"
-        )
+    try:
+        eval_depth.check_ks(ks, num_index, leaves_own_out)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 def normalise_ks(ks) -> tuple[int, ...]:

@@ -14,7 +14,7 @@ Inputs are whatever the models take (texts, images, vectors); this module never 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,9 @@ import numpy as np
 
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.relevance import LabelRelevance, PairRelevance, Relevance
-from finetuner_protocol.data.records import QueryDocItem, ScoredPairItem
+from finetuner_protocol.data.records import LABELED, QUERY_DOC, TEXT_IMAGE, QueryDocItem
+from finetuner_protocol.metrics import CORRELATIONS
+from finetuner_protocol.shapes import SHAPES
 
 
 def record_input(record: Any) -> Any:
@@ -118,11 +120,31 @@ def query_doc_set(records: list[QueryDocItem]) -> EvalSet:
     return pairs_set(list(queries), list(documents), list(pairs), query_names=[names[q] for q in queries])
 
 
+EVAL_SETS: dict[str, Callable[[Sequence[Any]], EvalSet]] = {
+    LABELED: labeled_set,
+    TEXT_IMAGE: paired_set,
+    QUERY_DOC: query_doc_set,
+}
+"""The retrieval data of each shape evaluated by retrieval (``Shape.metrics == RANK``), by the shape's name."""
+
+
+def shape_name(records: Sequence[Any]) -> str:
+    """The shape of (non-empty) evaluation records: the records' own, else (records of another type) labeled
+    items when they carry a label, text-image pairs when not."""
+    first = records[0]
+    return getattr(first, "shape", LABELED if hasattr(first, "label") else TEXT_IMAGE)
+
+
 def records_set(records: Sequence[Any]) -> EvalSet:
-    """Evaluation records as retrieval data: labeled items (leave-one-out), text-image pairs or query-document
-    pairs. Scored pairs are not retrieval data (runs score them by correlation, evaluation.scored)."""
-    if records and isinstance(records[0], ScoredPairItem):
-        raise EvaluationError("scored pairs are evaluated by correlation (spearman, pearson) in runs, not by retrieval")
-    if records and isinstance(records[0], QueryDocItem):
-        return query_doc_set(list(records))
-    return labeled_set(records) if records and hasattr(records[0], "label") else paired_set(records)
+    """Evaluation records as retrieval data (:data:`EVAL_SETS`): labeled items (leave-one-out), text-image pairs
+    or query-document pairs. Scored pairs are not retrieval data (runs score them by correlation,
+    evaluation.scored)."""
+    if not records:
+        return paired_set(records)
+    shape = shape_name(records)
+    if shape not in EVAL_SETS:
+        correlations = ", ".join(CORRELATIONS)
+        raise EvaluationError(
+            f"{SHAPES[shape].description} are evaluated by correlation ({correlations}) in runs, not by retrieval"
+        )
+    return EVAL_SETS[shape](list(records))

@@ -11,7 +11,9 @@
   optional ``name``.
 
 The answer holds the first model's ``metrics`` and ``examples`` (so one model reads as before), every model in
-``models`` (name, metrics, examples), the ``warnings`` about the data and the sizes of the query and index sets.
+``models`` (name, metrics, examples), with two models or more the ``changes`` (the queries whose results changed
+most from the first model to the second, both rankings side by side), the ``warnings`` about the data and the
+sizes of the query and index sets.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from finetuner_core.evaluation.dataset import EvalSet
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.evaluate import Evaluation
+from finetuner_core.evaluation.examples import changed_examples
 from finetuner_protocol.backbones import check_model_source
 from finetuner_protocol.model_options import ModelOptions
 
@@ -112,9 +115,17 @@ def answer(eval_set: EvalSet, evaluations: dict[str, Evaluation]) -> dict[str, A
         "metrics": first.metrics,
         "examples": first.examples,
         "models": [{"name": name, "metrics": e.metrics, "examples": e.examples} for name, e in evaluations.items()],
+        "changes": _changes(list(evaluations.values())),
         "relevance": first.relevance,
         "warnings": first.warnings,
         "queries": len(eval_set.queries),
         "index": len(eval_set.index_inputs),
         "items": len(eval_set.queries) + len(eval_set.index_inputs) - int((eval_set.own >= 0).sum()),
     }
+
+
+def _changes(evaluations: list[Evaluation]) -> list[dict[str, Any]]:
+    """With two models or more, the queries whose results changed most from the first model to the second."""
+    if len(evaluations) < 2 or evaluations[0].ranking is None or evaluations[1].ranking is None:
+        return []
+    return changed_examples(evaluations[0].ranking, evaluations[1].ranking)

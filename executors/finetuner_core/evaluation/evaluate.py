@@ -31,7 +31,7 @@ from finetuner_core.evaluation.checks import (
 )
 from finetuner_core.evaluation.dataset import EvalSet, labeled_set, records_set
 from finetuner_core.evaluation.errors import EvaluationError
-from finetuner_core.evaluation.examples import display_content, display_examples, example_positions
+from finetuner_core.evaluation.examples import Ranking, describers, display_examples, example_positions
 from finetuner_core.evaluation.index import FlatIndex, Index, build_index, neighbour_recall
 from finetuner_core.evaluation.metrics import Judgements, metric_table
 from finetuner_core.evaluation.options import EvaluationOptions, parse_evaluation_options
@@ -49,15 +49,17 @@ class Encoder(Protocol):
 
 @dataclass
 class Evaluation:
-    """The metric table, sample queries with their top results, and warnings about the data."""
+    """The metric table, sample queries with their top results, and warnings about the data; ``ranking``: every
+    query's results, to compare with another model's (evaluation.examples.changed_examples)."""
 
     metrics: dict[str, float]
     examples: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     relevance: str = "label"
+    ranking: Ranking | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if key != "ranking"}
 
 
 def evaluate(
@@ -106,9 +108,11 @@ def evaluate_embeddings(
     if options.index != "flat" and options.exact_check:
         metrics[f"index_recall@{max(ks)}"] = _index_recall(search_index, queries, index, relevance, ks, options)
     positions, shown = example_positions(len(queries), options.examples), min(options.example_k, depth)
-    describers = _describers(eval_set, query_name, index_name)
-    examples = display_examples(positions, scores, ids, judgements, shown, *describers)
-    return Evaluation(metrics, examples, _warnings(judgements, query_name), relevance.kind)
+    inputs = (eval_set.queries, eval_set.index_inputs) if eval_set else (None, None)
+    examples = display_examples(positions, scores, ids, judgements, shown, *describers(*inputs, query_name, index_name))
+    detailed = describers(*inputs, query_name, index_name, relevance, options.thumbnail_px)
+    ranking = Ranking(ids, scores, judgements.gains, judgements.num_relevant, *detailed, options.examples, shown)
+    return Evaluation(metrics, examples, _warnings(judgements, query_name), relevance.kind, ranking)
 
 
 def _checked(queries, index, relevance: Relevance, ks, query_name, index_name) -> tuple[np.ndarray, np.ndarray]:
@@ -187,15 +191,3 @@ def _warnings(judgements: Judgements, query_name) -> list[str]:
         f"{len(without)} of {len(judgements.num_relevant)} queries have no relevant item in the index and are "
         f"left out of the means (queries_without_relevant): {names}"
     ]
-
-
-def _describers(eval_set: EvalSet | None, query_name, index_name):
-    def describe_query(q: int) -> dict[str, Any]:
-        content = display_content(eval_set.queries[q]) if eval_set else None
-        return {"position": q, "name": query_name(q), "content": content}
-
-    def describe_item(i: int) -> dict[str, Any]:
-        content = display_content(eval_set.index_inputs[i]) if eval_set else None
-        return {"position": i, "name": index_name(i), "content": content}
-
-    return describe_query, describe_item

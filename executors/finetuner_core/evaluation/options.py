@@ -28,6 +28,7 @@ class EvaluationOptions(BaseModel):
     index_options: dict[str, Any] = Field(default_factory=dict, description="e.g. {'nprobe': 32} for ivf")
     examples: int = Field(3, ge=0, le=100, description="sample queries shown with their top results")
     example_k: int = Field(10, ge=1, le=100, description="results shown per sample query")
+    thumbnail_px: int = Field(0, ge=0, le=512, description="example images as PNG thumbnails this big")
     max_depth: int = Field(1000, ge=1, description="deepest ranking retrieved for R-precision (>= max k)")
     batch_size: int = Field(4096, ge=1, description="queries searched at once (bounds memory)")
     exact_check: int = Field(1000, ge=0, description="approximate index: queries also searched exactly")

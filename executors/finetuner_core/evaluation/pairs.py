@@ -6,18 +6,21 @@
   paired with are relevant (relevance by pairs);
 - scored pairs: Spearman and Pearson correlation of cosine and gold score (:mod:`.scored`).
 
-Retrieval is scored with the same steps and metrics as any evaluation (``mrr@10`` ...).
+Retrieval is scored with the same steps and metrics as any evaluation (``mrr@10`` ...); each shape's routine is
+in :data:`finetuner_core.evaluation.routines.EVALUATIONS`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from finetuner_core.evaluation.checks import check_ks, check_not_empty, normalise_ks
-from finetuner_core.evaluation.dataset import paired_set, query_doc_set
-from finetuner_core.evaluation.evaluate import DEFAULT_KS, Encoder, check_eval_records, evaluate
-from finetuner_core.evaluation.scored import evaluate_scored
-from finetuner_protocol.data.records import QueryDocItem, ScoredPairItem
+from finetuner_core.evaluation.dataset import query_doc_set
+from finetuner_core.evaluation.errors import EvaluationError
+from finetuner_core.evaluation.evaluate import DEFAULT_KS, Encoder
+from finetuner_core.evaluation.routines import evaluate_records
+from finetuner_protocol.data.eval_depth import check_eval_depth
+
+__all__ = ["check_eval_data", "evaluate_pairs", "query_doc_set"]
 
 
 def evaluate_pairs(
@@ -25,20 +28,13 @@ def evaluate_pairs(
 ) -> dict:
     """Text-to-image or query-to-document metrics of ``model`` (or of ``model`` for the queries and
     ``index_model`` for the index), or the correlations of scored pairs."""
-    if isinstance(pairs[0], ScoredPairItem):
-        return evaluate_scored(model, pairs)
-    eval_set = query_doc_set(pairs) if isinstance(pairs[0], QueryDocItem) else paired_set(pairs)
-    return evaluate(eval_set, model, ks, index_model).metrics
+    return evaluate_records(model, pairs, ks, index_model)
 
 
 def check_eval_data(records: list[Any], ks: tuple[int, ...] = DEFAULT_KS) -> None:
     """Refuse evaluation records that cannot be scored (retrieval: at every k), before a run is stored and a
     model loaded. Scored pairs are checked by their validation (at least two pairs, two different scores)."""
-    if isinstance(records[0], ScoredPairItem):
-        return
-    if not isinstance(records[0], QueryDocItem):
-        check_eval_records(records, ks)
-        return
-    eval_set = query_doc_set(records)
-    check_not_empty(len(eval_set.queries), len(eval_set.index_inputs))
-    check_ks(normalise_ks(ks), len(eval_set.index_inputs), leaves_own_out=False)
+    try:
+        check_eval_depth(records, ks)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None

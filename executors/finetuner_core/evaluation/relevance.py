@@ -51,6 +51,7 @@ class LabelRelevance:
         self, query_labels: Sequence[Hashable], index_labels: Sequence[Hashable], own: np.ndarray | None = None
     ):
         codes: dict[Hashable, int] = {}
+        self.query_labels, self.index_labels = list(query_labels), list(index_labels)
         self._query = _codes(query_labels, codes, "queries")
         self._index = _codes(index_labels, codes, "index items")
         self.num_queries, self.num_index = len(self._query), len(self._index)

@@ -1,20 +1,26 @@
 """The embedding model every family builds: inputs -> preprocessing -> backbone -> pooling -> projection -> L2.
 
-A family subclass says how to preprocess its inputs, how its backbone turns a batch into features, and how its
-weights are saved. Everything else (embedding, encoding in batches, the config that rebuilds it) is here.
+A family is a subclass of :class:`EmbeddingModel` (an abstract class, as sentence-transformers' ``Module``) that
+owns everything particular to it: how a model is built from a name, how its inputs are preprocessed, how its
+backbone turns a batch into features, how its weights are saved and loaded, how it is exported to ONNX, and what
+the model card says about loading it. It names itself (``family``, the name ``finetuner.json`` records) and
+registers itself in the family table (``models.families``). Everything else (embedding, encoding in batches, the
+config that rebuilds it, freezing, the projection head) is here.
 """
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
 
+from finetuner_core.models.card_text import onnx_runtime_usage
 from finetuner_core.models.freeze import freeze
 from finetuner_protocol.model_options import ModelOptions
 
@@ -29,34 +35,34 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-class EmbeddingModel(nn.Module):
-    """Base class: subclasses set ``modality`` and implement ``preprocess``, ``features`` and ``feature_dim``."""
+class EmbeddingModel(ABC, nn.Module):
+    """Base class of every family: a subclass sets ``family`` (and ``library``, ``modality``) and implements the
+    abstract methods; what has a default here (saving and loading as ``model.safetensors``) it may override."""
 
+    family: ClassVar[str]  # the key of the family table and the ``family`` of ``finetuner.json``
+    library: ClassVar[str] = "pytorch"  # the library that loads a saved model (the model card's ``library_name``)
     modality = "text"
 
-    def __init__(self, name: str, family: str, options: ModelOptions):
+    def __init__(self, name: str, options: ModelOptions):
         super().__init__()
         self.name = name
-        self.family = family
         self.options = options
         self.projection: nn.Module = nn.Identity()
 
-    # --- what a family provides -------------------------------------------------------------------------
-    def preprocess(self, inputs: list[Any]) -> Any:
-        """Turn raw inputs (texts, images, vectors) into a batch for :meth:`features`."""
-        raise NotImplementedError
+    # --- building and loading -----------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> EmbeddingModel:
+        """The model ``name`` of this family, on the CPU. ``pretrained``: with its pretrained weights (packaged or
+        ``options.weights``); ``False`` builds the architecture only, for saved weights to be loaded into."""
 
-    def features(self, batch: Any) -> torch.Tensor:
-        """Backbone + pooling. ``# (batch, feature_dim)``"""
-        raise NotImplementedError
-
-    @property
-    def feature_dim(self) -> int:
-        raise NotImplementedError
-
-    def backbone_module(self) -> nn.Module:
-        """The part that ``freeze`` acts on."""
-        raise NotImplementedError
+    @classmethod
+    def load(cls, directory: Path, config: dict[str, Any]) -> EmbeddingModel:
+        """A model saved with :meth:`save` into ``directory`` (``config``: its ``finetuner.json``), on the CPU."""
+        options = ModelOptions.model_validate(config["options"]).model_copy(update={"pretrained": False})
+        model = cls.create(config["name"], options, pretrained=False)
+        model.load_weights(directory)
+        return model
 
     def save_weights(self, directory: Path) -> None:
         """The state dict as ``model.safetensors`` (families with a native format override this)."""
@@ -65,6 +71,40 @@ class EmbeddingModel(nn.Module):
 
     def load_weights(self, directory: Path) -> None:
         self.load_state_dict(safetensors.torch.load_file(str(directory / WEIGHTS_FILE)))
+
+    # --- what a family computes ---------------------------------------------------------------------------
+    @abstractmethod
+    def preprocess(self, inputs: list[Any]) -> Any:
+        """Turn raw inputs (texts, images, vectors) into a batch for :meth:`features`."""
+
+    @abstractmethod
+    def features(self, batch: Any) -> torch.Tensor:
+        """Backbone + pooling. ``# (batch, feature_dim)``"""
+
+    @property
+    @abstractmethod
+    def feature_dim(self) -> int:
+        """The size of :meth:`features`."""
+
+    @abstractmethod
+    def backbone_module(self) -> nn.Module:
+        """The part that ``freeze`` acts on."""
+
+    @abstractmethod
+    def export_onnx(self, directory: Path, examples: list[Any] | None = None) -> list[Path]:
+        """Write the ONNX file(s) into ``directory`` (the model is on the CPU, in eval mode); their paths.
+        ``examples``: raw inputs to trace with (images, for the families that take them), else the family's own."""
+
+    # --- the model card -----------------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def card_usage(cls) -> str:
+        """The model card's section on loading a saved model with the family's own library (Markdown)."""
+
+    @classmethod
+    def card_onnx_usage(cls, files: list[str]) -> str:
+        """The model card's section on running ``files`` (the artifact's ONNX files) with ONNX Runtime."""
+        return onnx_runtime_usage(files)
 
     # --- shared -------------------------------------------------------------------------------------------
     def add_head(self) -> None:

@@ -1,4 +1,8 @@
-"""Build a model by name (zero-shot) or load a saved one; the one entry point for every family."""
+"""Build a model by name (zero-shot) or load a saved one; the one entry point for every family.
+
+The backbone catalogue says which family builds a name (``backbone_family``); the family table
+(``models.families``) says how.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,8 @@ import json
 from pathlib import Path
 
 from finetuner_core.models.base import CONFIG_FILE, EmbeddingModel, pick_device
-from finetuner_core.models.clip import build_lit, build_open_clip
-from finetuner_core.models.image import build_timm, build_torchvision, load_efficientnet_lite0
-from finetuner_core.models.mlp import MLPEmbeddingModel
-from finetuner_core.models.text import TextEmbeddingModel
-from finetuner_protocol.backbones import (
-    BACKBONES,
-    DEFAULT_CLIP_MODEL,
-    DEFAULT_IMAGE_MODEL,
-    DEFAULT_TEXT_MODEL,
-    canonical,
-    check_available,
-    efficientnet_lite0_path,
-    minilm_path,
-)
+from finetuner_core.models.families import get_family
+from finetuner_protocol.backbones import BACKBONES, backbone_family, canonical, check_available
 from finetuner_protocol.model_options import ModelOptions
 
 
@@ -29,43 +21,15 @@ def build_model(name: str, options: ModelOptions | dict | None = None, device: s
     name = canonical(name)
     folder = Path(name).expanduser()
     if name not in BACKBONES and folder.is_dir():
-        return load_model(folder, device) if (folder / CONFIG_FILE).exists() else _text(name, folder, options, device)
-    check_available(name, options.weights, options.pretrained)
-    return _build(name, options, device, load=True)
+        if (folder / CONFIG_FILE).exists():
+            return load_model(folder, device)
+    else:
+        check_available(name, options.weights, options.pretrained)
+    return get_family(backbone_family(name)).create(name, options).to(pick_device(device))
 
 
 def load_model(directory: str | Path, device: str = "auto") -> EmbeddingModel:
     """A model saved with ``EmbeddingModel.save`` (a run's artifact), rebuilt from its ``finetuner.json``."""
     directory = Path(directory)
     config = json.loads((directory / CONFIG_FILE).read_text("utf-8"))
-    options = ModelOptions.model_validate(config["options"])
-    if config["family"] == "sentence-transformers":
-        return TextEmbeddingModel.load(directory, config["name"], options, device)
-    model = _build(config["name"], options.model_copy(update={"pretrained": False}), "cpu", load=False)
-    model.load_weights(directory)
-    return model.to(pick_device(device))
-
-
-def _build(name: str, options: ModelOptions, device: str, load: bool) -> EmbeddingModel:
-    if name == DEFAULT_TEXT_MODEL:
-        return _text(name, minilm_path(), options, device)
-    if name == DEFAULT_IMAGE_MODEL:
-        packaged = str(efficientnet_lite0_path()) if load else None
-        return build_timm(name, "tf_efficientnet_lite0", options, device, packaged, load_efficientnet_lite0)
-    if name == DEFAULT_CLIP_MODEL:
-        return build_lit(name, options, device, load=load)
-    if name == "mlp":
-        return MLPEmbeddingModel.build(name, options, device)
-    if name.startswith("timm/"):
-        return build_timm(name, name.removeprefix("timm/"), options, device)
-    if name.startswith("openclip/"):
-        return build_open_clip(name, options, device, load=load)
-    if BACKBONES.get(name) and BACKBONES[name].family == "torchvision":
-        return build_torchvision(name, options, device)
-    if Path(name).is_dir():
-        return _text(name, Path(name), options, device)
-    raise ValueError(f"no builder for {name!r}")
-
-
-def _text(name: str, folder: Path, options: ModelOptions, device: str) -> TextEmbeddingModel:
-    return TextEmbeddingModel.build(name, folder, options, device)
+    return get_family(config["family"]).load(directory, config).to(pick_device(device))

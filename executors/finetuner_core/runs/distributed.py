@@ -29,10 +29,13 @@ from pathlib import Path
 import finetuner_core
 from finetuner_core.config import FitConfig
 from finetuner_core.models.base import pick_device
-from finetuner_core.runs.store import RUN_ID, RunStatus, RunStore
+from finetuner_core.runs.context import RunContext
+from finetuner_core.runs.store import RunStore
 from finetuner_core.storage.rows import read_records
 from finetuner_core.training.distributed import LEAD_NODE
 from finetuner_core.training.distributed_options import DistributedOptions
+from finetuner_protocol.ids import RUN_ID
+from finetuner_protocol.runs import RunStatus
 
 CANCEL_FILE = "cancel"
 WORKERS_LOG = "workers.log"
@@ -99,7 +102,7 @@ def worker_environment(processes_per_node: int, lead: bool) -> dict[str, str]:
 class RunFolder:
     """What a rank that does not lead reads of a run: its config and data, from the run's folder alone (no
     database; on another node, a copy of the folder or a read-only share of it). The same reads as
-    :class:`RunStore`'s, for :func:`runs.execute._execute`."""
+    :class:`RunStore`'s, for :func:`runs.execute.execute_run` (a ``runs.context.RunSource``)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -128,17 +131,11 @@ def cancel_file(store: RunStore, run_id: str) -> Path:
     return store.path(run_id) / CANCEL_FILE
 
 
-def launch(
-    store: RunStore,
-    run_id: str,
-    should_stop: Callable[[], bool],
-    log: Callable[[str], None],
-    cancel_grace_s: float = CANCEL_GRACE_S,
-) -> None:
-    """Run ``run_id`` with torchrun on this node and wait for it; the lead records how the run ended. Once
-    ``should_stop()``, the cancel file asks the workers to stop; those still running ``cancel_grace_s`` later
+def launch(run: RunContext, cancel_grace_s: float = CANCEL_GRACE_S) -> None:
+    """Run ``run`` with torchrun on this node and wait for it; the lead records how the run ended. Once
+    ``run.should_stop()``, the cancel file asks the workers to stop; those still running ``cancel_grace_s`` later
     are ended, and the run is CANCELLED."""
-    config = store.config(run_id)
+    store, run_id, config, log = run.records, run.run_id, run.config, run.log
     options, device = config.distributed, pick_device(config.device)
     options.check_gpus(device)
     cancel = cancel_file(store, run_id)
@@ -152,7 +149,7 @@ def launch(
     asked: list[float] = []  # when the cancel was asked for
 
     def poll() -> bool:
-        if not asked and should_stop():
+        if not asked and run.should_stop():
             cancel.touch()
             asked.append(time.monotonic())
         return bool(asked) and time.monotonic() - asked[0] >= cancel_grace_s

@@ -17,10 +17,12 @@ import logging
 import sys
 
 from finetuner_core.models.base import pick_device
+from finetuner_core.runs.context import RunContext
 from finetuner_core.runs.distributed import cancel_file, run_folder
 from finetuner_core.runs.execute import execute_run
-from finetuner_core.runs.store import RunStatus, RunStore
+from finetuner_core.runs.store import RunStore
 from finetuner_core.training.distributed import start_process_group, stop_process_group
+from finetuner_protocol.runs import RunStatus
 
 
 def work(root: str, run_id: str) -> int:
@@ -32,10 +34,10 @@ def work(root: str, run_id: str) -> int:
     ranks = start_process_group(options.backend_for(device), device, options.timeout_minutes)
     try:
         if not ranks.lead:
-            execute_run(folder, run_id, ranks=ranks)
+            execute_run(RunContext(folder, run_id, ranks=ranks))
             return 0
         store = RunStore(root)
-        execute_run(store, run_id, cancel_file(store, run_id).exists, ranks)
+        execute_run(RunContext(store, run_id, should_stop=cancel_file(store, run_id).exists, ranks=ranks))
         return 1 if store.status(run_id)["status"] == RunStatus.FAILED else 0
     finally:
         stop_process_group()

@@ -13,11 +13,13 @@ from typing import Any
 import yaml
 
 from finetuner_core.config import FitConfig
-from finetuner_core.models.base import CONFIG_FILE
+from finetuner_core.models.base import CONFIG_FILE, EmbeddingModel
+from finetuner_core.models.families import FAMILIES
+from finetuner_protocol.data.records import LABELED
+from finetuner_protocol.shapes import CORRELATION, SHAPES, Shape
 
 CARD_FILE = "README.md"
 HUB_IDS = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
-LIBRARIES = {"sentence-transformers": "sentence-transformers", "open_clip": "open_clip", "timm": "timm"}
 PIPELINES = {
     "text": "sentence-similarity",
     "image": "image-feature-extraction",
@@ -46,14 +48,13 @@ HYPERPARAMETERS = (
 
 
 def data_summary(splits: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, int]]:
-    """Per split (``train``, ``eval``): the number of items and of distinct labels (or texts, for text-image
-    pairs). Takes the records of ``data.records``."""
+    """Per split (``train``, ``eval``): the number of items and of distinct labels, texts or queries (the shape's
+    ``card_counts``). Takes the records of ``data.records``."""
     summary = {}
     for split, records in splits.items():
         if not records:
             continue
-        first = records[0]
-        key, field = ("labels", "label") if hasattr(first, "label") else ("texts", "text")
+        key, field = SHAPES[records[0].shape].card_counts
         summary[split] = {"items": len(records), key: len({getattr(r, field, None) for r in records})}
     return summary
 
@@ -64,11 +65,13 @@ def write_model_card(
     metrics: Mapping[str, Mapping[str, float]],
     data_summary: Mapping[str, Mapping[str, int]],
     training: Mapping[str, Any] | None = None,
+    shape: str = LABELED,
 ) -> Path:
     """Write ``README.md`` into ``artifact_dir`` (after the model is saved there); its path.
 
     ``metrics``: the run's ``{"before": {...}, "step N": {...}, "after": {...}}``; ``data_summary``: see
-    :func:`data_summary`; ``training`` (optional): ``steps``, ``loss`` (the last), ``seconds``.
+    :func:`data_summary`; ``training`` (optional): ``steps``, ``loss`` (the last), ``seconds``; ``shape``: the
+    training data's shape (its ``card_evaluation`` says how the metrics were measured).
     """
     directory = Path(artifact_dir)
     config = config if isinstance(config, FitConfig) else FitConfig.model_validate(config)
@@ -78,7 +81,7 @@ def write_model_card(
         _intro(config, model),
         _data_section(data_summary),
         _training_section(config, training),
-        _metrics_section(metrics),
+        _metrics_section(metrics, SHAPES[shape]),
         _usage_section(model, directory),
     ]
     path = directory / CARD_FILE
@@ -110,7 +113,7 @@ def _front_matter(config: FitConfig, model: Mapping[str, Any], directory: Path) 
     tags = ["finetuner", "embeddings", "metric-learning", config.loss_name]
     tags += [family] if family and family not in tags else []
     tags += ["onnx"] if _onnx_files(directory) else []
-    matter: dict[str, Any] = {"library_name": LIBRARIES.get(family, "pytorch"), "tags": tags}
+    matter: dict[str, Any] = {"library_name": _family(model).library, "tags": tags}
     if base := base_model_id(config.model):
         matter["base_model"] = base
     matter["pipeline_tag"] = PIPELINES.get(modality, "feature-extraction")
@@ -157,18 +160,15 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _metrics_section(metrics: Mapping[str, Mapping[str, float]]) -> str:
+def _metrics_section(metrics: Mapping[str, Mapping[str, float]], shape: Shape) -> str:
     before, after = metrics.get("before", {}), metrics.get("after", {})
     names = [n for n in dict.fromkeys([*before, *after]) if n not in COUNTS and not n.endswith("_queries")]
     if not names:
         return "## Evaluation\n\nNo evaluation data was given.\n"
-    queries = after.get("queries", before.get("queries"))
-    lines = [
-        "## Evaluation",
-        "",
-        f"Retrieval on the evaluation data ({queries} queries), before and after training.",
-        "",
-    ]
+    counted = "pairs" if shape.metrics == CORRELATION else "queries"  # what the evaluation counts
+    names = [name for name in names if name != counted]
+    count = after.get(counted, before.get(counted))
+    lines = ["## Evaluation", "", shape.card_evaluation.format(count=count), ""]
     lines += ["| metric | before | after | change |", "|---|---|---|---|"]
     for name in names:
         b, a = before.get(name), after.get(name)
@@ -181,44 +181,22 @@ def _metric(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def _family(model: Mapping[str, Any]) -> type[EmbeddingModel]:
+    """The saved model's family class (the base class, whose card text is generic, when there is none)."""
+    return FAMILIES.get(model.get("family", ""), EmbeddingModel)
+
+
 def _usage_section(model: Mapping[str, Any], directory: Path) -> str:
-    family = model.get("family", "")
+    family = _family(model)
     example = '["first sentence", "second sentence"]' if model.get("modality") == "text" else "[...]  # your inputs"
     parts = ["## Usage", "", _FINETUNER.replace("INPUTS", example)]
-    parts += [_SENTENCE_TRANSFORMERS] if family == "sentence-transformers" else []
-    parts += [_OPEN_CLIP] if family == "open_clip" else []
-    parts += [_SAFETENSORS] if family in ("timm", "torchvision", "mlp") else []
-    parts.append(_onnx_usage(model, _onnx_files(directory)))
+    parts += [family.card_usage()] if family is not EmbeddingModel else []
+    files = _onnx_files(directory)
+    parts.append(family.card_onnx_usage(files) if files else _NO_ONNX)
     return "\n".join(parts)
 
 
-def _onnx_usage(model: Mapping[str, Any], files: list[str]) -> str:
-    if not files:
-        return "ONNX: fine-tune with `to_onnx=True` to add `onnx/model.onnx` to the artifact.\n"
-    listed = ", ".join(f"`{f}`" for f in files)
-    if model.get("family") == "open_clip":
-        return (
-            f"With ONNX Runtime ({listed}; output `embedding`): a text tower takes `input_ids` "
-            "(`finetuner.get_model(path).tokenize(texts)`), an image tower `pixel_values` (`.images(images)`).\n"
-        )
-    if model.get("family") == "sentence-transformers":
-        setup = 'from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained("path/to/model")\n'
-        feed = (
-            'texts = ["first sentence", "second sentence"]\n'
-            'inputs = dict(tokenizer(texts, padding=True, return_tensors="np"))'
-        )
-    else:
-        setup = 'import finetuner\n\nmodel = finetuner.get_model("path/to/model")  # for its preprocessing\n'
-        feed = (
-            "values = [...]  # your inputs\ninputs = {session.get_inputs()[0].name: model.preprocess(values).numpy()}"
-        )
-    return (
-        f"With ONNX Runtime ({listed}; output `embedding`):\n\n```python\nimport onnxruntime\n{setup}\n"
-        f'session = onnxruntime.InferenceSession("path/to/model/{files[0]}")\n{feed}\n'
-        "names = {i.name for i in session.get_inputs()}\n"
-        'embeddings = session.run(["embedding"], {k: v for k, v in inputs.items() if k in names})[0]\n```\n'
-    )
-
+_NO_ONNX = "ONNX: fine-tune with `to_onnx=True` to add `onnx/model.onnx` to the artifact.\n"
 
 _FINETUNER = """With Finetuner (any family; the same preprocessing, pooling, projection and normalisation):
 
@@ -229,34 +207,4 @@ model = finetuner.get_model("path/to/model")
 inputs = INPUTS
 embeddings = finetuner.encode(model, inputs)
 ```
-"""
-
-_SENTENCE_TRANSFORMERS = """With sentence-transformers:
-
-```python
-from sentence_transformers import SentenceTransformer
-
-model = SentenceTransformer("path/to/model")
-embeddings = model.encode(["first sentence", "second sentence"], normalize_embeddings=True)
-```
-"""
-
-_OPEN_CLIP = """With open_clip: the CLIP weights are the entries of `open_clip_model.safetensors` under `clip.`
-(the others are the embedding head); `open_clip_config.json` names the architecture:
-
-```python
-import json
-
-import open_clip
-import safetensors.torch
-
-config = json.load(open("path/to/model/open_clip_config.json"))
-state = safetensors.torch.load_file("path/to/model/open_clip_model.safetensors")
-clip = open_clip.create_model(config["architecture"], pretrained=None)  # two-tower models: open_clip.CustomTextCLIP
-clip.load_state_dict({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")})
-```
-"""
-
-_SAFETENSORS = """With PyTorch: `model.safetensors` holds the state dict of the whole embedding model
-(`finetuner.json` says how it is built), so `finetuner.get_model` is the simplest way to rebuild it.
 """

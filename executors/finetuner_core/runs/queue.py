@@ -6,8 +6,10 @@ import queue
 import threading
 from collections.abc import Callable
 
+from finetuner_core.runs.context import RunContext
 from finetuner_core.runs.execute import execute_run, remove_checkpoint
-from finetuner_core.runs.store import RunStatus, RunStore
+from finetuner_core.runs.store import RunStore
+from finetuner_protocol.runs import RunStatus
 
 
 class RunQueue:
@@ -23,7 +25,7 @@ class RunQueue:
     (unless its config says ``keep_checkpoint``); a suspended one keeps it, to go on from it.
     """
 
-    def __init__(self, store: RunStore, concurrency: int = 1, execute: Callable[..., None] = execute_run):
+    def __init__(self, store: RunStore, concurrency: int = 1, execute: Callable[[RunContext], None] = execute_run):
         self.store = store
         self.execute = execute
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -60,11 +62,15 @@ class RunQueue:
         while (run_id := self._queue.get()) is not None:
             if self._suspending or not self.store.set_status_if(run_id, RunStatus.STARTED, (RunStatus.QUEUED,)):
                 continue  # the trainer is stopping (the run stays QUEUED), or the run was cancelled
-            self.execute(self.store, run_id, lambda rid=run_id: rid in self._cancelled or self._suspending)
+            self.execute(RunContext(self.store, run_id, should_stop=self._stopper(run_id)))
             if self._suspending and run_id not in self._cancelled and self._requeue(run_id):
                 self.store.log(run_id, "suspended: the trainer is stopping; the run resumes when it restarts")
             elif self.store.status(run_id)["status"] == RunStatus.CANCELLED:
                 remove_checkpoint(self.store, run_id)
+
+    def _stopper(self, run_id: str) -> Callable[[], bool]:
+        """Whether the run is to stop: it was cancelled, or the trainer is stopping."""
+        return lambda: run_id in self._cancelled or self._suspending
 
     def _requeue(self, run_id: str) -> bool:
         """A run stopped by the trainer's stopping goes back to the queue (one that ended anyway stays ended)."""

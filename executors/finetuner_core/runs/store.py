@@ -4,7 +4,7 @@ State (``<root>/runs.db``): each run's owner, experiment, name, status (with the
 its log lines; its metrics per evaluation stage (``before``, ``step N``, ``after``); the experiments. Files::
 
     <root>/<run_id>/config.json     the validated FitConfig
-                   /train.jsonl      accepted training data, a JSON row per item (data.records.to_row)
+                   /train.jsonl      accepted training data, a JSON row per item (shapes.to_row)
                    /eval.jsonl       accepted evaluation data (optional)
                    /images/          the data's images as PNG files, named by the rows
                    /checkpoint/      the latest training checkpoint, while the run trains (kept after its end
@@ -18,7 +18,6 @@ renamed in place in the same transaction that records the run, so a run is store
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import re
@@ -26,16 +25,20 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from finetuner_core.config import FitConfig
 from finetuner_core.storage.database import Database
 from finetuner_core.storage.rows import atomic_write, image_writer, read_records, rows_text
 from finetuner_protocol.data.records import LabeledItem, PairItem
+from finetuner_protocol.ids import RUN_ID, is_run_id
+from finetuner_protocol.logs import LogRecord, as_record
+from finetuner_protocol.runs import RunStatus
+
+if TYPE_CHECKING:
+    from finetuner_core.config import FitConfig
 
 Item = LabeledItem | PairItem
 
-RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DEFAULT_EXPERIMENT = "default"
 
@@ -65,6 +68,7 @@ CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER NOT NULL,
     time REAL NOT NULL,
     message TEXT NOT NULL,
+    record TEXT,
     PRIMARY KEY (run_id, seq)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -75,19 +79,6 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, stage)
 );
 """
-
-
-class RunStatus(enum.StrEnum):
-    CREATED = "CREATED"
-    QUEUED = "QUEUED"
-    STARTED = "STARTED"
-    FINISHED = "FINISHED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 def runs_root(setting: str, default: str) -> Path:
@@ -109,6 +100,8 @@ class RunStore:
         with self.db.transaction() as connection:  # a runs.db from before cancel requests were stored
             if "cancel_requested" not in {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}:
                 connection.execute("ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
+            if "record" not in {row["name"] for row in connection.execute("PRAGMA table_info(logs)")}:
+                connection.execute("ALTER TABLE logs ADD COLUMN record TEXT")  # from before logs held records
 
     def create(
         self,
@@ -177,6 +170,8 @@ class RunStore:
         return self.db.row(f"SELECT COUNT(*) AS n FROM runs{where}", arguments)["n"]
 
     def config(self, run_id: str) -> FitConfig:
+        from finetuner_core.config import FitConfig  # the fit settings load the training code: only when read
+
         return FitConfig.model_validate_json((self.path(run_id) / "config.json").read_text("utf-8"))
 
     def data(self, run_id: str, split: str) -> list[Item]:
@@ -220,21 +215,25 @@ class RunStore:
     def cancel_requested(self, run_id: str) -> bool:
         return bool(self._record(run_id)["cancel_requested"])
 
-    def log(self, run_id: str, message: str) -> None:
+    def log(self, run_id: str, entry: LogRecord | str) -> None:
+        """Append ``entry`` (a structured record, or a text line: a ``message``) to the run's log: its text line and
+        its fields."""
+        record = as_record(entry)
         with self.db.transaction() as connection:
             connection.execute(
-                "INSERT INTO logs (run_id, seq, time, message) "
-                "SELECT ?, COALESCE(MAX(seq) + 1, 0), ?, ? FROM logs WHERE run_id = ?",
-                (run_id, time.time(), message, run_id),
+                "INSERT INTO logs (run_id, seq, time, message, record) "
+                "SELECT ?, COALESCE(MAX(seq) + 1, 0), ?, ?, ? FROM logs WHERE run_id = ?",
+                (run_id, time.time(), record.text(), record.model_dump_json(), run_id),
             )
 
     def logs(self, run_id: str, since: int = 0) -> list[dict[str, Any]]:
-        """Log entries from index ``since`` on."""
+        """Log entries from index ``since`` on: ``time``, ``message`` (the text line) and ``record`` (its fields,
+        finetuner_protocol.logs; None for an entry written before logs held records)."""
         self._record(run_id)
         rows = self.db.rows(
-            "SELECT time, message FROM logs WHERE run_id = ? AND seq >= ? ORDER BY seq", (run_id, int(since))
+            "SELECT time, message, record FROM logs WHERE run_id = ? AND seq >= ? ORDER BY seq", (run_id, int(since))
         )
-        return rows
+        return [{**row, "record": json.loads(row["record"]) if row["record"] else None} for row in rows]
 
     def set_metrics(self, run_id: str, stage: str, metrics: dict[str, Any]) -> None:
         with self.db.transaction() as connection:
@@ -296,7 +295,7 @@ class RunStore:
             connection.execute("DELETE FROM experiments WHERE owner = ? AND name = ?", (owner, name))
 
     def _record(self, run_id: str, owner: str | None = None) -> dict[str, Any]:
-        row = self.db.row("SELECT * FROM runs WHERE id = ?", (run_id,)) if _is_run_id(run_id) else None
+        row = self.db.row("SELECT * FROM runs WHERE id = ?", (run_id,)) if is_run_id(run_id) else None
         if row is None or (owner is not None and row["owner"] != owner):
             raise RunNotFoundError(f"run {run_id!r} not found")
         return row
@@ -309,10 +308,6 @@ class RunStore:
             staging = path.name.startswith(".") and path.name.endswith(".tmp")
             if path.is_dir() and (staging or (RUN_ID.match(path.name) and path.name not in known)):
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _is_run_id(run_id: object) -> bool:
-    return isinstance(run_id, str) and bool(RUN_ID.match(run_id))
 
 
 def _check_experiment(name: str) -> None:

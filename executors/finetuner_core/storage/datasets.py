@@ -13,7 +13,7 @@ refused, and so is a batch sent again with other content; sent again with the sa
 An upload that fails at commit is deleted with its batches. Layout::
 
     <root>/datasets.db                       datasets and their stored batches
-    <root>/<dataset_id>/part-<index>.jsonl   the rows of one batch (data.records.to_row)
+    <root>/<dataset_id>/part-<index>.jsonl   the rows of one batch (shapes.to_row)
     <root>/<dataset_id>/images/              the batches' images as PNG files
 """
 
@@ -29,14 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from finetuner_core.storage.database import Database
 from finetuner_core.storage.rows import atomic_write, image_writer, json_rows, read_records, rows_text
-from finetuner_protocol.data.records import to_row
+from finetuner_protocol.data.digest import batch_sha256 as batch_sha256
+from finetuner_protocol.ids import DATASET_ID as DATASET_ID
+from finetuner_protocol.ids import UPLOAD_KEY, is_dataset_id
 
-DATASET_ID = re.compile(r"^ds-[0-9a-f]{16}$")
-UPLOAD_KEY = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[^\x00-\x1f/\\]{1,200}$")
 UPLOADING, READY = "UPLOADING", "READY"
 
@@ -202,8 +200,7 @@ class DatasetStore:
         shutil.rmtree(self.root / dataset_id, ignore_errors=True)
 
     def _record(self, dataset_id: str, owner: str | None) -> dict[str, Any]:
-        valid = isinstance(dataset_id, str) and DATASET_ID.match(dataset_id)
-        row = self.db.row("SELECT * FROM datasets WHERE id = ?", (dataset_id,)) if valid else None
+        row = self.db.row("SELECT * FROM datasets WHERE id = ?", (dataset_id,)) if is_dataset_id(dataset_id) else None
         if row is None or (owner is not None and row["owner"] != owner):
             raise DatasetNotFoundError(f"dataset {dataset_id!r} not found")
         return row
@@ -219,21 +216,6 @@ class DatasetStore:
                 if image is not None:
                     digest.update(hashlib.sha256((folder / image).read_bytes()).digest())
         return digest.hexdigest()
-
-
-def batch_sha256(records: list) -> str:
-    """The digest of a batch's records as the client declares it and the store checks it: the records' rows
-    (data.records.to_row), an image as its size and RGB pixels, so that PNG encoding does not change it."""
-    digest = hashlib.sha256()
-
-    def pixels(image: Image.Image) -> str:
-        rgb = image.convert("RGB")
-        return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
-
-    for record in records:
-        digest.update(json.dumps(to_row(record, pixels), sort_keys=True, ensure_ascii=False).encode("utf-8"))
-        digest.update(b"\n")
-    return digest.hexdigest()
 
 
 def _check_declared(where: str, records: list, items: object, sha256: object) -> str:

@@ -1,4 +1,4 @@
-"""Records on disk: JSON rows (data.records.to_row / from_row), one per line, with images as PNG files beside
+"""Records on disk: JSON rows (shapes.to_row / from_row), one per line, with images as PNG files beside
 them. Files are written atomically (a temporary file, then a rename), so a reader never sees half a file."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from finetuner_protocol.data.images import image_from_png_bytes, image_to_png_bytes
-from finetuner_protocol.data.records import from_row, to_row
+from finetuner_protocol.shapes import from_row, to_row
 
 
 def image_writer(folder: Path, prefix: str = "") -> Callable[[Image.Image], str]:

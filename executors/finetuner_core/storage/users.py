@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finetuner_core.storage.database import Database
+from finetuner_protocol.ids import USER_ID as USER_ID
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-USER_ID = re.compile(r"^u:[0-9a-f]{32}$")  # a colon: no user name looks like an id
 TOKEN_PREFIX = "ft_"
 MIN_TOKEN_LENGTH = 32
 

@@ -27,10 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from finetuner_core.config import FitConfig
-from finetuner_core.training.callbacks import Callback
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.state import TrainState
 from finetuner_core.training.seeding import rng_state, set_rng_state
-from finetuner_core.training.state import TrainState
+from finetuner_protocol.settings import FitSettings
 
 FORMAT = "finetuner-training-checkpoint"
 VERSION = 1
@@ -71,7 +71,7 @@ class TrainingParts:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
     callbacks: list[Callback]
-    config: FitConfig
+    config: FitSettings
 
 
 def checkpoint_file(location: str | Path) -> Path:
@@ -141,7 +141,7 @@ def load_checkpoint(location: str | Path) -> dict[str, Any]:
     return payload
 
 
-def check_config(payload: dict[str, Any], config: FitConfig) -> None:
+def check_config(payload: dict[str, Any], config: FitSettings) -> None:
     """Refuse to resume with settings that would change the optimisation, naming each one."""
     saved, current = payload["config"], config.model_dump(mode="json")
     changed = [

@@ -34,10 +34,10 @@ import torch.distributed._functional_collectives as functional
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from finetuner_core.config import FitConfig
-from finetuner_core.training.callbacks import Callback
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.state import TrainState
 from finetuner_core.training.loop import choose_batch_size
-from finetuner_core.training.state import TrainState
+from finetuner_protocol.settings import FitSettings
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 LEAD_NODE = "FINETUNER_LEAD_NODE"
@@ -222,7 +222,7 @@ class DistributedModel:
         return self.module.load_state_dict(*args, **kwargs)
 
 
-def shared_batch_size(model: nn.Module, records: list, config: FitConfig, ranks: Ranks) -> tuple[FitConfig, str]:
+def shared_batch_size(model: nn.Module, records: list, config: FitSettings, ranks: Ranks) -> tuple[FitSettings, str]:
     """``config`` with a batch size every rank shares, and a note on how it was chosen ("" when it was given).
 
     ``batch_size=None`` is searched on the lead alone (``training.loop.choose_batch_size`` on its model, before

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from finetuner_core.config import FitConfig
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.state import TrainState
 from finetuner_core.training import batch_size as batch_search
-from finetuner_core.training.callbacks import Callback
 from finetuner_core.training.checkpoint import (
     TrainingCheckpoint,
     TrainingParts,
@@ -44,14 +44,14 @@ from finetuner_core.training.optimizers import build_optimizer
 from finetuner_core.training.precision import Precision
 from finetuner_core.training.schedulers import build_scheduler
 from finetuner_core.training.seeding import deterministic_mode, seed_everything
-from finetuner_core.training.state import TrainState
 from finetuner_core.training.tasks import make_task
+from finetuner_protocol.settings import FitSettings
 
 
 def train(
     model,
     records: list,
-    config: FitConfig,
+    config: FitSettings,
     callbacks: Iterable[Callback] = (),
     *,
     checkpoint_dir: str | Path | None = None,
@@ -97,7 +97,7 @@ class _Run:
 
     model: nn.Module
     task: object
-    config: FitConfig
+    config: FitSettings
     precision: Precision
     optimizers: list[torch.optim.Optimizer]
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -112,7 +112,7 @@ class _Run:
         return self.config.scheduler_interval == "epoch"
 
 
-def _build(model, records, config: FitConfig, precision: Precision, callbacks: list[Callback]):
+def _build(model, records, config: FitSettings, precision: Precision, callbacks: list[Callback]):
     """The task, the optimizers and the schedule; the parts a checkpoint holds (attached to the checkpoint)."""
     task = make_task(records, config, model)
     per_epoch = max(1, math.ceil(len(task.sampler) / config.gradient_accumulation_steps))
@@ -234,7 +234,7 @@ def clip(params: list[torch.Tensor], max_norm: float | None) -> float:
 # --- before training --------------------------------------------------------------------------------------------
 
 
-def _saved_checkpoint(resume: bool | str | Path, checkpoint_dir, config: FitConfig) -> dict | None:
+def _saved_checkpoint(resume: bool | str | Path, checkpoint_dir, config: FitSettings) -> dict | None:
     """The checkpoint to resume from (checked against ``config``), or None."""
     if resume is False or resume is None:
         return None
@@ -245,7 +245,7 @@ def _saved_checkpoint(resume: bool | str | Path, checkpoint_dir, config: FitConf
     return saved
 
 
-def _ordered(callbacks: list[Callback], checkpoint_dir, config: FitConfig) -> list[Callback]:
+def _ordered(callbacks: list[Callback], checkpoint_dir, config: FitSettings) -> list[Callback]:
     """The callbacks, with the training checkpoint (given, or made for ``checkpoint_dir``) last."""
     checkpoints = [c for c in callbacks if isinstance(c, TrainingCheckpoint)]
     if checkpoint_dir is not None:
@@ -253,7 +253,7 @@ def _ordered(callbacks: list[Callback], checkpoint_dir, config: FitConfig) -> li
     return [c for c in callbacks if not isinstance(c, TrainingCheckpoint)] + checkpoints
 
 
-def _resolve_batch_size(model, records, config: FitConfig, saved: dict | None) -> tuple[FitConfig, list[str]]:
+def _resolve_batch_size(model, records, config: FitSettings, saved: dict | None) -> tuple[FitSettings, list[str]]:
     """``config`` with its batch size set: as given, as the checkpoint trained with, or searched for."""
     if config.batch_size is not None:
         return config, []
@@ -266,7 +266,7 @@ def _resolve_batch_size(model, records, config: FitConfig, saved: dict | None) -
     return config.model_copy(update={"batch_size": choice.batch_size}), [choice.note()]
 
 
-def choose_batch_size(model, records: list, config: FitConfig, cap: int | None = None) -> batch_search.Choice:
+def choose_batch_size(model, records: list, config: FitSettings, cap: int | None = None) -> batch_search.Choice:
     """Search the batch size with real training steps (``training.batch_size``); the model's weights, buffers
     and mode are as they were afterwards."""
     device = model.device
@@ -291,7 +291,7 @@ def choose_batch_size(model, records: list, config: FitConfig, cap: int | None =
         batch_search.release_memory()
 
 
-def _probe(model, records: list, config: FitConfig, precision: Precision) -> batch_search.Probe:
+def _probe(model, records: list, config: FitSettings, precision: Precision) -> batch_search.Probe:
     """One real step of the task at a batch size (its first batch); the number of items it held."""
 
     def probe(size: int) -> int:

@@ -1,6 +1,7 @@
 """Losses and miners, by name: pytorch-metric-learning and open_clip's ClipLoss, and the pair losses below.
 
-Each loss trains on one data shape (``LossSpec.shape``, see :mod:`finetuner_protocol.data.records`), and takes:
+Each loss trains on one data shape (``LossSpec.shape``; the shape lists it in ``Shape.losses``, see
+:mod:`finetuner_protocol.shapes`), and takes:
 
 - labeled items: L2-normalised embeddings ``# (batch, dim)`` and integer class ids ``# (batch,)``, measured with
   cosine similarity (a miner may pick the triplets);
@@ -27,7 +28,8 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from pytorch_metric_learning import distances, losses, miners
 
-from finetuner_protocol.data.records import LABELED, QUERY_DOC, SCORED, SHAPES, TEXT_IMAGE
+from finetuner_protocol.data.records import LABELED, QUERY_DOC, SCORED, TEXT_IMAGE
+from finetuner_protocol.shapes import SHAPES, check_loss
 
 
 @dataclass(frozen=True)
@@ -320,12 +322,8 @@ LOSSES: dict[str, LossSpec] = {
     ]
 }
 
-DEFAULT_LOSSES = {
-    LABELED: "TripletMarginLoss",
-    TEXT_IMAGE: "CLIPLoss",
-    QUERY_DOC: "MultipleNegativesRankingLoss",
-    SCORED: "CoSENTLoss",
-}
+DEFAULT_LOSSES = {name: shape.default_loss for name, shape in SHAPES.items()}
+"""The loss a fit trains with when it names none, by the shape of its training data (``Shape.default_loss``)."""
 
 MINERS: dict[str, LossSpec] = {
     spec.name: spec
@@ -422,26 +420,28 @@ def _trial(module: torch.nn.Module, shape: str, miner: bool) -> torch.Tensor | N
     generator = torch.Generator().manual_seed(0)
     embeddings = F.normalize(torch.randn(2 * TRIAL_CLASSES, TRIAL_DIM, generator=generator), dim=-1)
     labels = torch.arange(TRIAL_CLASSES).repeat_interleave(2)
-    first, second = embeddings[:TRIAL_CLASSES], embeddings[TRIAL_CLASSES:]
     if miner:
         module(embeddings, labels)
         return None
-    if shape == LABELED:
-        return module(embeddings, labels)
-    if shape == TEXT_IMAGE:
-        return module(first, second, torch.tensor(20.0))
-    if shape == SCORED:
-        return module(first, second, torch.arange(TRIAL_CLASSES, dtype=torch.float32))
-    return module(first, second)
+    return TRIAL_INPUTS[shape](module, embeddings, labels)
+
+
+def _pairs(embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return embeddings[:TRIAL_CLASSES], embeddings[TRIAL_CLASSES:]
+
+
+TRIAL_INPUTS: dict[str, Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    LABELED: lambda module, embeddings, labels: module(embeddings, labels),
+    TEXT_IMAGE: lambda module, embeddings, labels: module(*_pairs(embeddings), torch.tensor(20.0)),
+    QUERY_DOC: lambda module, embeddings, labels: module(*_pairs(embeddings)),
+    SCORED: lambda module, embeddings, labels: module(
+        *_pairs(embeddings), torch.arange(TRIAL_CLASSES, dtype=torch.float32)
+    ),
+}
+"""How a loss of each shape is called on the trial batch (what its task passes it)."""
 
 
 def check_fits(name: str, shape: str) -> str:
-    """``name`` when that loss trains on data of ``shape``; else a ValueError listing the losses that do."""
-    spec = LOSSES[name]
-    if spec.shape == shape:
-        return name
-    fitting = ", ".join(other for other, each in LOSSES.items() if each.shape == shape)
-    reason = f"{name} trains on {SHAPES[spec.shape]}, but this data holds {SHAPES[shape]}"
-    if shape == LABELED and spec.shape == QUERY_DOC:
-        reason += " (two-column text data is read as query-document pairs with csv_options={'is_labeled': False})"
-    raise ValueError(f"{reason}; losses for {SHAPES[shape]}: {fitting}")
+    """``name`` when that loss trains on data of ``shape``; else a ValueError listing the losses that do
+    (the shapes' ``losses``: :func:`finetuner_protocol.shapes.check_loss`)."""
+    return check_loss(name, shape)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from finetuner_core.config import FitConfig
+from finetuner_protocol.settings import FitSettings
 
 HEAD_PREFIX = "projection."
 
@@ -53,7 +53,7 @@ def parameter_groups(
     return groups
 
 
-def build_optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: FitSettings) -> torch.optim.Optimizer:
     """``config.optimizer`` over :func:`parameter_groups`, with ``config.optimizer_options``."""
     cls = getattr(torch.optim, config.optimizer)
     groups = parameter_groups(model, config.learning_rate, config.layer_lr_decay, config.head_learning_rate)

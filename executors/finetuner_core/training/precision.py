@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from finetuner_protocol.choices import PRECISIONS
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 EMBEDDING_METHODS = ("embed", "embed_text", "embed_image")
 

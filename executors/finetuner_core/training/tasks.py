@@ -1,5 +1,5 @@
 """What one training step computes, by the shape of the data: labeled items, text-image pairs, query-document
-pairs or scored pairs (one task each; :func:`make_task` picks by the records' type).
+pairs or scored pairs (one task each, in :data:`TASKS` by the shape's name; :func:`make_task` reads it).
 
 A task owns its sampler and its loss; the loop only asks it for batches and for the loss of a batch (or, through
 ``backward``, for its gradients).
@@ -12,10 +12,10 @@ from collections import Counter
 
 import torch
 
-from finetuner_core.config import FitConfig
 from finetuner_core.training import losses
 from finetuner_core.training.samplers import SAMPLERS, NoDuplicatesBatchSampler, RandomBatchSampler
 from finetuner_protocol.data.records import (
+    LABELED,
     QUERY_DOC,
     SCORED,
     TEXT_IMAGE,
@@ -23,8 +23,9 @@ from finetuner_protocol.data.records import (
     PairItem,
     QueryDocItem,
     ScoredPairItem,
-    shape_of,
 )
+from finetuner_protocol.settings import FitSettings
+from finetuner_protocol.shapes import shape_of
 
 
 class Task:
@@ -50,7 +51,7 @@ class Task:
 class LabeledTask(Task):
     """Class-sampled batches; the loss (with its miner) builds triplets or in-batch negatives from labels."""
 
-    def __init__(self, records: list[LabeledItem], config: FitConfig, model=None):
+    def __init__(self, records: list[LabeledItem], config: FitSettings, model=None):
         labels = [record.label for record in records]
         self.contents = [record.content for record in records]
         ids = {label: i for i, label in enumerate(sorted(set(labels)))}
@@ -72,7 +73,7 @@ class LabeledTask(Task):
         return self.loss_fn(embeddings, labels)
 
 
-def _small_classes(labels: list[str], config: FitConfig) -> list[str]:
+def _small_classes(labels: list[str], config: FitSettings) -> list[str]:
     """A class with fewer items than ``num_items_per_class`` gives all it has to each of its batches."""
     counts = Counter(labels)
     small = sorted(label for label, count in counts.items() if count < config.num_items_per_class)
@@ -85,7 +86,7 @@ def _small_classes(labels: list[str], config: FitConfig) -> list[str]:
     ]
 
 
-def _loss_optimizers(loss_fn: torch.nn.Module, config: FitConfig, model) -> list[torch.optim.Optimizer]:
+def _loss_optimizers(loss_fn: torch.nn.Module, config: FitSettings, model) -> list[torch.optim.Optimizer]:
     """A loss with learned parameters (class centres) gets its own optimizer, stepped with the model's."""
     parameters = list(loss_fn.parameters())
     if not parameters:
@@ -99,7 +100,7 @@ class PairTask(Task):
     """Shuffled batches of text-image pairs (``sampler="no-duplicates"``: no caption twice in a batch, so that
     pairs sharing a caption are not each other's negatives); CLIPLoss with the model's learnable scale."""
 
-    def __init__(self, records: list[PairItem], config: FitConfig):
+    def __init__(self, records: list[PairItem], config: FitSettings, model=None):
         self.texts = [record.text for record in records]
         self.images = [record.image for record in records]
         if config.sampler == "no-duplicates":
@@ -121,7 +122,7 @@ class QueryDocTask(Task):
     other document of a batch is a query's negative. CachedMultipleNegativesRankingLoss back-propagates in chunks
     of its ``mini_batch_size`` (:meth:`backward`)."""
 
-    def __init__(self, records: list[QueryDocItem], config: FitConfig):
+    def __init__(self, records: list[QueryDocItem], config: FitSettings, model=None):
         self.queries = [record.query for record in records]
         self.documents = [record.document for record in records]
         if config.sampler == "random":
@@ -149,7 +150,7 @@ class ScoredPairTask(Task):
     """Shuffled batches of scored pairs; the loss compares the cosine of each pair's embeddings with its score.
     A loss with ``score_range`` left at None maps the training data's lowest and highest score to 0..1."""
 
-    def __init__(self, records: list[ScoredPairItem], config: FitConfig):
+    def __init__(self, records: list[ScoredPairItem], config: FitSettings, model=None):
         self.texts = [record.text for record in records]
         self.text_pairs = [record.text_pair for record in records]
         self.scores = torch.tensor([record.score for record in records], dtype=torch.float32)
@@ -168,21 +169,25 @@ class ScoredPairTask(Task):
         return self.loss_fn(first, second, self.scores[batch].to(first.device))
 
 
-def _sampler_note(config: FitConfig, used: str, what: str) -> list[str]:
+def _sampler_note(config: FitSettings, used: str, what: str) -> list[str]:
     if config.sampler in (used, "random"):
         return []
     return [f"sampler {config.sampler!r} does not apply to {what}: batches come from the {used!r} sampler"]
 
 
-def make_task(records: list, config: FitConfig, model=None) -> Task:
+def make_task(records: list, config: FitSettings, model=None) -> Task:
     """The task for the records' shape; a loss that does not train on that shape is refused, naming the losses
     that do."""
-    shape = shape_of(records)
+    shape = shape_of(records).name
     losses.check_fits(config.loss_for(shape), shape)
-    if shape == TEXT_IMAGE:
-        return PairTask(records, config)
-    if shape == QUERY_DOC:
-        return QueryDocTask(records, config)
-    if shape == SCORED:
-        return ScoredPairTask(records, config)
-    return LabeledTask(records, config, model)
+    return TASKS[shape](records, config, model)
+
+
+TASKS: dict[str, type[Task]] = {
+    LABELED: LabeledTask,
+    TEXT_IMAGE: PairTask,
+    QUERY_DOC: QueryDocTask,
+    SCORED: ScoredPairTask,
+}
+"""The training task of each data shape (``finetuner_protocol.shapes.SHAPES``), built with (records, config,
+model)."""

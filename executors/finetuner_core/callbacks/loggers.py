@@ -5,7 +5,8 @@ TensorBoard event files; an MLflow file store (tracking URI ``file:<folder>``, n
 offline mode (``wandb sync`` uploads it later, from a machine that may). What each one records:
 
 - at train begin: the run's config as hyperparameters (nested fields flattened to ``model_options.output_dim``);
-- every ``every`` steps and at the last one: ``train/loss``, ``train/learning_rate``, ``train/grad_norm``;
+- every ``every`` steps (the fit's ``log_every``; unset: every :data:`DEFAULT_EVERY` steps) and at the last one:
+  ``train/loss``, ``train/learning_rate``, ``train/grad_norm``;
 - after each evaluation (a new ``state.metrics_step``, including the one before training): ``eval/<metric>``
   at the step it was made (MLflow names cannot hold ``@``: ``mrr@10`` becomes ``eval/mrr_at_10`` there);
 - at train end: how the run ended (finished, failed, cancelled), then the logger closes. A logger dropped
@@ -28,10 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from finetuner_core.training.callbacks import Callback
-from finetuner_core.training.state import TrainState
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.state import TrainState
 
 Closer = Callable[[str], None]
+DEFAULT_EVERY = 10  # steps between training scalars when the fit's log_every is unset
 
 
 class LoggerNotAvailableError(ImportError):
@@ -45,7 +47,10 @@ class ExperimentLogger(Callback):
     module = ""
     package = ""
 
-    def __init__(self, directory: str | Path, params: dict[str, Any], every: int = 10, run_name: str = "run"):
+    def __init__(
+        self, directory: str | Path, params: dict[str, Any], every: int | None = DEFAULT_EVERY, run_name: str = "run"
+    ):
+        every = DEFAULT_EVERY if every is None else every
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.library = require(self.module, self.package, self.name)
@@ -225,7 +230,7 @@ LOGGERS: dict[str, type[ExperimentLogger]] = {
 
 
 def build_logger(
-    name: str, directory: str | Path, params: dict[str, Any], every: int = 10, run_name: str = "run"
+    name: str, directory: str | Path, params: dict[str, Any], every: int | None = DEFAULT_EVERY, run_name: str = "run"
 ) -> ExperimentLogger:
     """The logger registered as ``name``, writing under ``directory``."""
     if name not in LOGGERS:

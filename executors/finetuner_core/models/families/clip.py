@@ -30,10 +30,17 @@ from open_clip.modified_resnet import ModifiedResNet
 from timm.models import group_parameters
 from torch import nn
 
-from finetuner_core.models.base import EmbeddingModel, _to_device, pick_device
+from finetuner_core.models.base import EmbeddingModel, _to_device
+from finetuner_core.models.families import register_family
+from finetuner_core.models.families.image import load_efficientnet_lite0
 from finetuner_core.models.freeze import lock, parameter_groups
-from finetuner_core.models.image import load_efficientnet_lite0
-from finetuner_protocol.backbones import ModelNotAvailableError, efficientnet_lite0_path, minilm_path
+from finetuner_core.models.onnx_export import EXAMPLE_TEXTS, MODEL_FILE, example_images, export_module
+from finetuner_protocol.backbones import (
+    DEFAULT_CLIP_MODEL,
+    ModelNotAvailableError,
+    efficientnet_lite0_path,
+    minilm_path,
+)
 from finetuner_protocol.data.images import load_image, looks_like_image_reference
 from finetuner_protocol.model_options import ModelOptions
 
@@ -43,15 +50,25 @@ LIT_TRUNKS = {"image": "visual.trunk", "text": "text.transformer"}
 TOWERS = {"clip-text": "text", "clip-vision": "image", None: "text-image"}
 
 
+@register_family
 class ClipEmbeddingModel(EmbeddingModel):
+    family = "open_clip"
+    library = "open_clip"
+
     def __init__(self, name: str, options: ModelOptions, clip: nn.Module, tokenizer, transform, clip_config: dict):
-        super().__init__(name, "open_clip", options)
+        super().__init__(name, options)
         self.clip = clip
         self.tokenizer = tokenizer
         self.transform = transform
         self.clip_config = clip_config
         self.modality = TOWERS[options.select_model]
         self.add_head()
+
+    @classmethod
+    def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> ClipEmbeddingModel:
+        if name == DEFAULT_CLIP_MODEL:
+            return build_lit(name, options, load=pretrained)
+        return build_open_clip(name, options, load=pretrained)
 
     @property
     def feature_dim(self) -> int:
@@ -116,6 +133,21 @@ class ClipEmbeddingModel(EmbeddingModel):
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts)
 
+    def preprocess(self, inputs: list[Any]) -> dict[str, torch.Tensor]:
+        """The batch of one tower: ``input_ids`` for texts, ``pixel_values`` for images (see :meth:`embed`)."""
+        is_text = self._is_text(inputs)
+        if self.modality == "text-image" and any(is_text) and not all(is_text):
+            raise ValueError("a batch of both texts and images goes through two towers: embed it with embed()")
+        if self.modality == "text" or (self.modality == "text-image" and all(is_text)):
+            return {"input_ids": self.tokenize(list(inputs))}
+        return {"pixel_values": self.images(list(inputs))}
+
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A tower's embeddings of a batch of :meth:`preprocess`. ``# (batch, embed_dim)``"""
+        if "input_ids" in batch:
+            return self.clip.encode_text(batch["input_ids"])
+        return self.clip.encode_image(batch["pixel_values"])
+
     def images(self, values: list[Any]) -> torch.Tensor:
         return torch.stack([self.transform(load_image(value, f"item {i}")) for i, value in enumerate(values)])
 
@@ -130,7 +162,7 @@ class ClipEmbeddingModel(EmbeddingModel):
     def embed(self, inputs: list[Any]) -> torch.Tensor:
         """Texts go through the text tower, everything else through the vision tower. ``# (batch, dim)``"""
         inputs = list(inputs)
-        is_text = [isinstance(value, str) and not looks_like_image_reference(value) for value in inputs]
+        is_text = self._is_text(inputs)
         if self.modality == "text" or (self.modality == "text-image" and all(is_text)):
             return self.embed_text(inputs)
         if self.modality == "image" or not any(is_text):
@@ -139,6 +171,10 @@ class ClipEmbeddingModel(EmbeddingModel):
         images = self.embed_image([v for v, t in zip(inputs, is_text, strict=True) if not t])
         order = torch.tensor([i for i, t in enumerate(is_text) if t] + [i for i, t in enumerate(is_text) if not t])
         return torch.cat([texts, images])[torch.argsort(order)]
+
+    @staticmethod
+    def _is_text(inputs: list[Any]) -> list[bool]:
+        return [isinstance(value, str) and not looks_like_image_reference(value) for value in inputs]
 
     @property
     def logit_scale(self) -> nn.Parameter:
@@ -157,8 +193,46 @@ class ClipEmbeddingModel(EmbeddingModel):
     def load_weights(self, directory: Path) -> None:
         self.load_state_dict(safetensors.torch.load_file(str(directory / WEIGHTS_FILE)))
 
+    # --- ONNX and the model card --------------------------------------------------------------------------
+    def export_onnx(self, directory: Path, examples: list[Any] | None = None) -> list[Path]:
+        """One file per tower: ``model.onnx`` for a one-tower model, else ``text.onnx`` and ``image.onnx``."""
+        if self.modality != "text-image":
+            return [self._export_tower(self.modality, directory / MODEL_FILE, examples)]
+        return [self._export_tower(tower, directory / f"{tower}.onnx", examples) for tower in ("text", "image")]
 
-def build_open_clip(name: str, options: ModelOptions, device: str = "auto", load: bool = True) -> ClipEmbeddingModel:
+    def _export_tower(self, tower: str, path: Path, examples: list[Any] | None) -> Path:
+        if tower == "text":
+            return export_module(
+                _TowerForward(self, "text"), (self.tokenize(EXAMPLE_TEXTS),), ["input_ids"], {1: "tokens"}, path
+            )
+        images = self.images(examples or example_images())
+        return export_module(_TowerForward(self, "image"), (images,), ["pixel_values"], {}, path)
+
+    @classmethod
+    def card_usage(cls) -> str:
+        return _OPEN_CLIP_USAGE
+
+    @classmethod
+    def card_onnx_usage(cls, files: list[str]) -> str:
+        listed = ", ".join(f"`{f}`" for f in files)
+        return (
+            f"With ONNX Runtime ({listed}; output `embedding`): a text tower takes `input_ids` "
+            "(`finetuner.get_model(path).tokenize(texts)`), an image tower `pixel_values` (`.images(images)`).\n"
+        )
+
+
+class _TowerForward(nn.Module):
+    def __init__(self, model: ClipEmbeddingModel, tower: str):
+        super().__init__()
+        self.model = model
+        self.tower = tower
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        clip = self.model.clip
+        return self.model._head(clip.encode_text(x) if self.tower == "text" else clip.encode_image(x))
+
+
+def build_open_clip(name: str, options: ModelOptions, load: bool = True) -> ClipEmbeddingModel:
     """``openclip/<architecture>`` with weights from ``options.weights`` or at random init."""
     architecture = name.removeprefix("openclip/")
     if architecture not in open_clip.list_models():
@@ -173,10 +247,10 @@ def build_open_clip(name: str, options: ModelOptions, device: str = "auto", load
         "architecture": architecture,
         "embed_dim": open_clip.get_model_config(architecture)["embed_dim"],
     }
-    return ClipEmbeddingModel(name, options, model, tokenizer, transform, config).to(pick_device(device))
+    return ClipEmbeddingModel(name, options, model, tokenizer, transform, config)
 
 
-def build_lit(name: str, options: ModelOptions, device: str = "auto", load: bool = True) -> ClipEmbeddingModel:
+def build_lit(name: str, options: ModelOptions, load: bool = True) -> ClipEmbeddingModel:
     """The two-tower model: MiniLM text tower + EfficientNet-Lite0 vision tower, new projections."""
     text_folder = str(minilm_path())
     embed_dim = options.output_dim or 384
@@ -204,5 +278,21 @@ def build_lit(name: str, options: ModelOptions, device: str = "auto", load: bool
         load_efficientnet_lite0(clip.visual.trunk, str(efficientnet_lite0_path()))
     tokenizer = open_clip.tokenizer.HFTokenizer(text_folder, context_length=64)
     transform = open_clip.image_transform(options.image_size or 224, is_train=False, mean=(0.5,) * 3, std=(0.5,) * 3)
-    model = ClipEmbeddingModel(name, options, clip, tokenizer, transform, config)
-    return model.to(pick_device(device))
+    return ClipEmbeddingModel(name, options, clip, tokenizer, transform, config)
+
+
+_OPEN_CLIP_USAGE = """With open_clip: the CLIP weights are the entries of `open_clip_model.safetensors` under `clip.`
+(the others are the embedding head); `open_clip_config.json` names the architecture:
+
+```python
+import json
+
+import open_clip
+import safetensors.torch
+
+config = json.load(open("path/to/model/open_clip_config.json"))
+state = safetensors.torch.load_file("path/to/model/open_clip_model.safetensors")
+clip = open_clip.create_model(config["architecture"], pretrained=None)  # two-tower models: open_clip.CustomTextCLIP
+clip.load_state_dict({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")})
+```
+"""

@@ -32,37 +32,49 @@ from sentence_transformers.base.modules import Transformer
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling
 from torch import nn
 
-from finetuner_core.models.base import EmbeddingModel, _to_device, pick_device
+from finetuner_core.models.base import EmbeddingModel, _to_device
+from finetuner_core.models.card_text import onnx_runtime_usage
+from finetuner_core.models.families import register_family
+from finetuner_core.models.onnx_export import EXAMPLE_TEXTS, MODEL_FILE, export_module
 from finetuner_core.models.pooling import TEXT_POOLING
+from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL, minilm_path
 from finetuner_protocol.model_options import ModelOptions
 
-FAMILY = "sentence-transformers"
+PACKAGED_FOLDERS = {DEFAULT_TEXT_MODEL: minilm_path}  # registered text backbones -> their packaged folder
 GROUP_OVERHEAD_TOKENS = 96  # the fixed cost of one more forward pass, in padded tokens (measured on 2 CPU cores)
 BATCHING = ("auto", "packed", "grouped", "padded")
 PACKABLE_MODEL_TYPES = ("bert",)  # absolute positions from 0, given by position_ids; a 4D attention mask is honoured
 
 
+@register_family
 class TextEmbeddingModel(EmbeddingModel):
+    """A sentence-transformers chain: the packaged MiniLM, or any sentence-transformers / Hugging Face folder."""
+
+    family = "sentence-transformers"
+    library = "sentence-transformers"
     modality = "text"
 
     def __init__(self, st: SentenceTransformer, name: str, options: ModelOptions):
-        super().__init__(name, FAMILY, options)
+        super().__init__(name, options)
         self.st = st
         self.batching = "auto"  # see the module docstring; auto: packed where the architecture allows, else grouped
 
     @classmethod
-    def build(cls, name: str, path: Path, options: ModelOptions, device: str = "auto") -> TextEmbeddingModel:
+    def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> TextEmbeddingModel:
+        """A registered name's packaged folder, or the folder ``name`` (its weights either way)."""
+        path = PACKAGED_FOLDERS[name]() if name in PACKAGED_FOLDERS else Path(name).expanduser()
         if options.pooling is not None and options.pooling not in TEXT_POOLING:
             raise ValueError(f"text pooling must be one of {', '.join(TEXT_POOLING)}, got {options.pooling!r}")
         st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         model = cls(SentenceTransformer(modules=_chain(st, options), device="cpu"), name, options)
         model.apply_freeze(options.freeze)
-        return model.to(pick_device(device))
+        return model
 
     @classmethod
-    def load(cls, directory: Path, name: str, options: ModelOptions, device: str = "auto") -> TextEmbeddingModel:
+    def load(cls, directory: Path, config: dict[str, Any]) -> TextEmbeddingModel:
+        """A saved model is a sentence-transformers folder (its head included)."""
         st = SentenceTransformer(str(directory), device="cpu", local_files_only=True)
-        return cls(st, name, options).to(pick_device(device))
+        return cls(st, config["name"], ModelOptions.model_validate(config["options"]))
 
     def preprocess(self, inputs: list[Any]) -> dict[str, Any]:
         bad = next((i for i, text in enumerate(inputs) if not isinstance(text, str)), None)
@@ -158,6 +170,52 @@ class TextEmbeddingModel(EmbeddingModel):
 
     def save_weights(self, directory: Path) -> None:
         self.st.save(str(directory))
+
+    def features(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The chain's embeddings (the projection and normalisation are modules of the chain). ``# (batch, dim)``"""
+        return self.embed_features(batch)
+
+    def export_onnx(self, directory: Path, examples: list[Any] | None = None) -> list[Path]:
+        """``model.onnx``, inputs ``input_ids``, ``attention_mask`` (and ``token_type_ids``), tokens dynamic."""
+        batch = self.preprocess(EXAMPLE_TEXTS)
+        names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in batch]
+        args = tuple(batch[name] for name in names)
+        return [export_module(_TextForward(self, names), args, names, {1: "tokens"}, directory / MODEL_FILE)]
+
+    @classmethod
+    def card_usage(cls) -> str:
+        return _SENTENCE_TRANSFORMERS_USAGE
+
+    @classmethod
+    def card_onnx_usage(cls, files: list[str]) -> str:
+        return onnx_runtime_usage(files, _ONNX_SETUP, _ONNX_FEED)
+
+
+class _TextForward(nn.Module):
+    """The chain on named token tensors (ONNX takes them positionally)."""
+
+    def __init__(self, model: TextEmbeddingModel, names: list[str]):
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model.st(dict(zip(self.names, tensors, strict=True)))["sentence_embedding"]
+
+
+_SENTENCE_TRANSFORMERS_USAGE = """With sentence-transformers:
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("path/to/model")
+embeddings = model.encode(["first sentence", "second sentence"], normalize_embeddings=True)
+```
+"""
+_ONNX_SETUP = 'from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained("path/to/model")\n'
+_ONNX_FEED = (
+    'texts = ["first sentence", "second sentence"]\ninputs = dict(tokenizer(texts, padding=True, return_tensors="np"))'
+)
 
 
 def _chain(st: SentenceTransformer, options: ModelOptions) -> list[nn.Module]:

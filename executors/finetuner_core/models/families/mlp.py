@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from finetuner_core.models.base import EmbeddingModel, pick_device
+from finetuner_core.models.base import EmbeddingModel
+from finetuner_core.models.card_text import SAFETENSORS_USAGE
+from finetuner_core.models.families import register_family
+from finetuner_core.models.onnx_export import MODEL_FILE, export_tensor_model
 from finetuner_protocol.model_options import ModelOptions
 
 
+@register_family
 class MLPEmbeddingModel(EmbeddingModel):
+    family = "mlp"
     modality = "vector"
 
     def __init__(self, name: str, options: ModelOptions):
-        super().__init__(name, "mlp", options)
+        super().__init__(name, options)
         if not options.input_dim:
             raise ValueError("the MLP needs model_options={'input_dim': <size of the input vectors>}")
         sizes = [options.input_dim, *options.hidden_dims]
@@ -28,8 +34,9 @@ class MLPEmbeddingModel(EmbeddingModel):
         self.add_head()
 
     @classmethod
-    def build(cls, name: str, options: ModelOptions, device: str = "auto") -> MLPEmbeddingModel:
-        return cls(name, options).to(pick_device(device))
+    def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> MLPEmbeddingModel:
+        """Random init either way: an MLP has no pretrained weights."""
+        return cls(name, options)
 
     def preprocess(self, inputs: list[Any]) -> torch.Tensor:
         """Vectors -> ``# (batch, input_dim)`` float32"""
@@ -48,3 +55,11 @@ class MLPEmbeddingModel(EmbeddingModel):
 
     def backbone_module(self) -> nn.Module:
         return self.backbone
+
+    def export_onnx(self, directory: Path, examples: list[Any] | None = None) -> list[Path]:
+        """``model.onnx``, input ``vectors`` ``# (batch, input_dim)``."""
+        return [export_tensor_model(self, [[0.0] * self.options.input_dim] * 2, "vectors", directory / MODEL_FILE)]
+
+    @classmethod
+    def card_usage(cls) -> str:
+        return SAFETENSORS_USAGE

@@ -1,5 +1,7 @@
 """The trainer's workspace: one folder holding users, datasets and runs, shared by the Flow's executors.
 
+It sits above the stores it opens: storage (users, datasets) and runs (runs.store).
+
     <workspace>/users.db     users and their token digests (storage.users)
     <workspace>/datasets/    uploaded datasets (storage.datasets)
     <workspace>/runs/        runs (runs.store)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from finetuner_core.training.callbacks import Callback
-from finetuner_core.training.state import TrainState
+from finetuner_core.callbacks.base import Callback
+from finetuner_core.callbacks.state import TrainState
 
 
 class WiSEFT(Callback):

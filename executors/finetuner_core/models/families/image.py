@@ -20,8 +20,12 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
-from finetuner_core.models.base import EmbeddingModel, pick_device
+from finetuner_core.models.base import EmbeddingModel
+from finetuner_core.models.card_text import SAFETENSORS_USAGE
+from finetuner_core.models.families import register_family
+from finetuner_core.models.onnx_export import MODEL_FILE, example_images, export_tensor_model
 from finetuner_core.models.pooling import IMAGE_POOLING
+from finetuner_protocol.backbones import DEFAULT_IMAGE_MODEL, efficientnet_lite0_path
 from finetuner_protocol.data.images import load_image
 from finetuner_protocol.model_options import ModelOptions
 
@@ -29,12 +33,13 @@ TOKEN_POOLING = ("cls", "mean")
 
 
 class ImageEmbeddingModel(EmbeddingModel):
+    """What the image families share: a backbone giving feature maps (pooled) or tokens, a transform per image."""
+
     modality = "image"
 
     def __init__(
         self,
         name: str,
-        family: str,
         options: ModelOptions,
         backbone: nn.Module,
         feature_dim: int,
@@ -42,7 +47,7 @@ class ImageEmbeddingModel(EmbeddingModel):
         num_prefix_tokens: int = 1,
         pool: nn.Module | None = None,
     ):
-        super().__init__(name, family, options)
+        super().__init__(name, options)
         self.backbone = backbone
         self._feature_dim = feature_dim
         self.transform = transform
@@ -69,6 +74,76 @@ class ImageEmbeddingModel(EmbeddingModel):
     def backbone_module(self) -> nn.Module:
         return self.backbone
 
+    def export_onnx(self, directory: Path, examples: list[Any] | None = None) -> list[Path]:
+        """``model.onnx``, input ``pixel_values`` ``# (batch, 3, size, size)``."""
+        return [export_tensor_model(self, examples or example_images(), "pixel_values", directory / MODEL_FILE)]
+
+    @classmethod
+    def card_usage(cls) -> str:
+        return SAFETENSORS_USAGE
+
+
+@register_family
+class TimmEmbeddingModel(ImageEmbeddingModel):
+    """timm: the packaged EfficientNet-Lite0 and ``timm/<name>``, built without a classifier."""
+
+    family = "timm"
+    library = "timm"
+
+    @classmethod
+    def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> TimmEmbeddingModel:
+        if name == DEFAULT_IMAGE_MODEL:
+            packaged = str(efficientnet_lite0_path()) if pretrained else None
+            return cls._create(name, "tf_efficientnet_lite0", options, packaged, load_efficientnet_lite0)
+        return cls._create(name, name.removeprefix("timm/"), options)
+
+    @classmethod
+    def _create(
+        cls,
+        name: str,
+        timm_name: str,
+        options: ModelOptions,
+        weights: str | None = None,
+        loader: Callable[[nn.Module, str], None] | None = None,
+    ) -> TimmEmbeddingModel:
+        """A timm backbone; ``weights`` (a file) is loaded with ``loader`` or by matching state-dict keys."""
+        model = timm.create_model(timm_name, pretrained=False, num_classes=0, global_pool="")
+        weights = _weights_path(name, options, weights)
+        if weights:
+            (loader or _load_matching)(model, weights)
+        config = timm.data.resolve_data_config({}, model=model)
+        size = options.image_size or config["input_size"][-1]
+        is_vit = hasattr(model, "patch_embed")
+        _check_pooling(options, is_vit)
+        transform = _transform(size, config["mean"], config["std"], config.get("crop_pct", 0.875))
+        prefix = getattr(model, "num_prefix_tokens", 1)
+        pool = None if is_vit else IMAGE_POOLING[options.pooling or "avg"]()
+        return cls(name, options, TimmFeatures(model), model.num_features, transform, prefix, pool)
+
+
+@register_family
+class TorchvisionEmbeddingModel(ImageEmbeddingModel):
+    """torchvision classification models with the classifier (the last Linear) replaced by Identity."""
+
+    family = "torchvision"
+
+    @classmethod
+    def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> TorchvisionEmbeddingModel:
+        model = torchvision.models.get_model(name, weights=None)
+        head_name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+        model.set_submodule(head_name, nn.Identity())
+        weights = _weights_path(name, options)
+        if weights:
+            _load_matching(model, weights)
+        pools = [n for n, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+        _check_pooling(options, is_vit=not pools)
+        if options.pooling == "gem":
+            model.set_submodule(pools[-1], nn.Sequential(IMAGE_POOLING["gem"](), nn.Unflatten(1, (-1, 1, 1))))
+        preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+        size = options.image_size or preset.crop_size[0]
+        transform = _transform(size, preset.mean, preset.std, preset.crop_size[0] / preset.resize_size[0])
+        return cls(name, options, model, head.in_features, transform)
+
 
 class TimmFeatures(nn.Module):
     """A timm model without its classifier: ``forward`` gives feature maps or tokens."""
@@ -79,49 +154,6 @@ class TimmFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
-
-
-def build_timm(
-    name: str,
-    timm_name: str,
-    options: ModelOptions,
-    device: str,
-    weights: str | None = None,
-    loader: Callable[[nn.Module, str], None] | None = None,
-) -> ImageEmbeddingModel:
-    """A timm backbone; ``weights`` (a file) is loaded with ``loader`` or by matching state-dict keys."""
-    model = timm.create_model(timm_name, pretrained=False, num_classes=0, global_pool="")
-    weights = _weights_path(name, options, weights)
-    if weights:
-        (loader or _load_matching)(model, weights)
-    config = timm.data.resolve_data_config({}, model=model)
-    size = options.image_size or config["input_size"][-1]
-    is_vit = hasattr(model, "patch_embed")
-    _check_pooling(options, is_vit)
-    transform = _transform(size, config["mean"], config["std"], config.get("crop_pct", 0.875))
-    prefix = getattr(model, "num_prefix_tokens", 1)
-    pool = None if is_vit else IMAGE_POOLING[options.pooling or "avg"]()
-    features = TimmFeatures(model)
-    built = ImageEmbeddingModel(name, "timm", options, features, model.num_features, transform, prefix, pool)
-    return built.to(pick_device(device))
-
-
-def build_torchvision(name: str, options: ModelOptions, device: str) -> ImageEmbeddingModel:
-    """A torchvision classification model with its classifier (the last Linear) replaced by Identity."""
-    model = torchvision.models.get_model(name, weights=None)
-    head_name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
-    model.set_submodule(head_name, nn.Identity())
-    weights = _weights_path(name, options)
-    if weights:
-        _load_matching(model, weights)
-    pools = [n for n, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
-    _check_pooling(options, is_vit=not pools)
-    if options.pooling == "gem":
-        model.set_submodule(pools[-1], nn.Sequential(IMAGE_POOLING["gem"](), nn.Unflatten(1, (-1, 1, 1))))
-    preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
-    size = options.image_size or preset.crop_size[0]
-    transform = _transform(size, preset.mean, preset.std, preset.crop_size[0] / preset.resize_size[0])
-    return ImageEmbeddingModel(name, "torchvision", options, model, head.in_features, transform).to(pick_device(device))
 
 
 def load_efficientnet_lite0(model: nn.Module, path: str) -> None:
