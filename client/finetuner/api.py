@@ -52,7 +52,9 @@ def login(host: str | None = None, token: str | None = None, timeout_s: float = 
         raise NotLoggedInError(f"no Flow address: pass finetuner.login(host='grpc://HOST:PORT') or set {HOST_VARIABLE}")
     transport = Transport(host, token or os.environ.get(TOKEN_VARIABLE))
     if not transport.is_ready(timeout_s):
-        raise ConnectionFailedError(f"no Flow answers at {host}; start one with `jina flow --uses flow.yml`")
+        raise ConnectionFailedError(
+            f"no Flow answers at {host}; start one with `python -m finetuner_core.serve flow.yml`"
+        )
     if verify:
         transport.result(endpoints.RUNS_LIST, limit=1)  # the trainer checks the token
     _session["transport"] = transport
