@@ -22,6 +22,7 @@ from finetuner_protocol.backbones import (
     DEFAULT_TEXT_MODEL,
     ModelNotAvailableError,
     check_available,
+    list_aliases,
     list_backbones,
 )
 from finetuner_protocol.data.checks import shape
@@ -314,17 +315,36 @@ def _content(doc: Any, modality: str) -> Any:
     return next(getattr(doc, f) for f in ("blob", "uri", "url", "image", "tensor") if getattr(doc, f, None) is not None)
 
 
-def describe_models() -> list[dict[str, Any]]:
-    """Print and return the registered backbones: name, family, modality, output dim, where weights come from.
+def describe_models(aliases: bool = False) -> list[dict[str, Any]]:
+    """Print the registered backbones and Finetuner's model names (each with the model it stands for); return the
+    backbones' rows (name, family, modality, output dim, where weights come from), and with ``aliases=True`` the
+    Finetuner names' rows after them (the same keys, and ``stands_for``).
 
     Besides these, ``timm/<name>`` and ``openclip/<architecture>`` build any timm model or open_clip
-    architecture, and a local folder builds a sentence-transformers / Hugging Face text model."""
+    architecture, a local folder builds a sentence-transformers / Hugging Face text model, and so does the id of
+    one in the Hugging Face cache (or on the Hub, where the service may download)."""
     rows = [
         {"name": s.name, "family": s.family, "modality": s.modality, "output_dim": s.output_dim, "weights": s.weights}
         for s in list_backbones()
     ]
+    alias_rows = [
+        {
+            "name": a.name,
+            "family": a.family,
+            "modality": a.modality,
+            "output_dim": a.output_dim,
+            "weights": a.weights,
+            "stands_for": a.target,
+        }
+        for a in list_aliases()
+    ]
+    console = Console(width=160)
     table = Table("name", "family", "modality", "output dim", "weights", title="backbones")
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
-    Console(width=160).print(table)
-    return rows
+    console.print(table)
+    table = Table("name", "family", "modality", "output dim", "weights", "stands for", title="Finetuner's model names")
+    for row in alias_rows:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
+    return rows + alias_rows if aliases else rows

@@ -1,8 +1,11 @@
 """Backbones by name, listable, and the resolution of a name or folder to a model, offline.
 
-A name is a registered backbone, a ``timm/<name>`` or ``openclip/<architecture>`` name, a saved artifact
-folder (it holds ``finetuner.json``) or a sentence-transformers / Hugging Face folder. Nothing is downloaded:
-anything else fails with :class:`ModelNotAvailableError`.
+A name is a registered backbone, one of Finetuner's model names (:data:`FINETUNER_ALIASES`, each standing for
+the id it named there), a ``timm/<name>`` or ``openclip/<architecture>`` name, a saved artifact folder (it holds
+``finetuner.json``), a sentence-transformers / Hugging Face folder, or a Hugging Face Hub id. What this module can
+check without the model code it checks here; where a Hub id's weights come from (the Hugging Face cache, or the
+Hub when downloads are allowed) the service's resolver decides (``finetuner_core.models.resolve``). A name that
+is none of these fails with :class:`ModelNotAvailableError` and one line saying what to do.
 
 The catalogue is data: each name's family is a name (:func:`backbone_family`); what a family does (building,
 loading, saving, ONNX, preprocessing, its model-card text) is its class's, in the service's family table
@@ -85,7 +88,118 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
     ]
 }
-ALIASES = {f"sentence-transformers/{DEFAULT_TEXT_MODEL}": DEFAULT_TEXT_MODEL}
+FOLDER_FAMILY = "sentence-transformers"  # a folder that is not a saved artifact: sentence-transformers / Hugging Face
+HF_CLIP_FAMILY = "transformers-clip"  # CLIP checkpoints in the transformers format: no family builds them yet
+
+
+@dataclass(frozen=True)
+class AliasSpec:
+    """One of Finetuner's model names and the model it stood for there (``target``: a registered name, an
+    ``openclip/`` name or a Hugging Face id), with what that model is."""
+
+    name: str
+    target: str
+    family: str
+    modality: str
+    output_dim: int
+    weights: str
+
+
+# Finetuner 0.8's names (`display_name`) and what they stood for (`descriptor`), from Finetuner's backbone tables
+# (jina-ai/finetuner docs/walkthrough/choose-backbone.md, "Finetuner backbones") and its model stubs (the stubs
+# package's model module: display_name -> descriptor, output_shape). There efficientnet-base was EfficientNet B4
+# (1792) and efficientnet-large B7 (2560), both torchvision; clip-base-en / clip-large-en the transformers CLIP
+# checkpoints of openai (the table lists 1024 for large-patch14: its projection is 768, which is what it outputs);
+# clip-base-multi open_clip's "xlm-roberta-base-ViT-B-32" with the pretrained tag laion5b_s13b_b90k.
+_HF = "Hugging Face "
+FINETUNER_ALIASES: dict[str, AliasSpec] = {
+    alias.name: alias
+    for alias in [
+        AliasSpec("bert-base-en", "bert-base-cased", FOLDER_FAMILY, "text", 768, _HF + "bert-base-cased"),
+        AliasSpec(
+            "bert-base-multi",
+            "bert-base-multilingual-cased",
+            FOLDER_FAMILY,
+            "text",
+            768,
+            _HF + "bert-base-multilingual-cased",
+        ),
+        AliasSpec(
+            "sbert-base-en",
+            "sentence-transformers/msmarco-distilbert-base-v3",
+            FOLDER_FAMILY,
+            "text",
+            768,
+            _HF + "sentence-transformers/msmarco-distilbert-base-v3",
+        ),
+        AliasSpec(
+            "distiluse-base-multi",
+            "sentence-transformers/distiluse-base-multilingual-cased-v1",
+            FOLDER_FAMILY,
+            "text",
+            512,
+            _HF + "sentence-transformers/distiluse-base-multilingual-cased-v1",
+        ),
+        *[
+            AliasSpec(
+                f"jina-embedding-{size}-en-v1",
+                f"jinaai/jina-embedding-{size}-en-v1",
+                FOLDER_FAMILY,
+                "text",
+                dim,
+                f"{_HF}jinaai/jina-embedding-{size}-en-v1",
+            )
+            for size, dim in (("t", 312), ("s", 512), ("b", 768), ("l", 1024))
+        ],
+        AliasSpec("resnet-base", "resnet50", "torchvision", "image", 2048, "torchvision resnet50 (ImageNet)"),
+        AliasSpec("resnet-large", "resnet152", "torchvision", "image", 2048, "torchvision resnet152 (ImageNet)"),
+        AliasSpec(
+            "efficientnet-base",
+            "efficientnet_b4",
+            "torchvision",
+            "image",
+            1792,
+            "torchvision efficientnet_b4 (ImageNet)",
+        ),
+        AliasSpec(
+            "efficientnet-large",
+            "efficientnet_b7",
+            "torchvision",
+            "image",
+            2560,
+            "torchvision efficientnet_b7 (ImageNet)",
+        ),
+        AliasSpec(
+            "clip-base-en",
+            "openai/clip-vit-base-patch32",
+            HF_CLIP_FAMILY,
+            "text-image",
+            512,
+            _HF + "openai/clip-vit-base-patch32",
+        ),
+        AliasSpec(
+            "clip-large-en",
+            "openai/clip-vit-large-patch14",
+            HF_CLIP_FAMILY,
+            "text-image",
+            768,
+            _HF + "openai/clip-vit-large-patch14",
+        ),
+        AliasSpec(
+            "clip-base-multi",
+            "openclip/xlm-roberta-base-ViT-B-32",
+            "open_clip",
+            "text-image",
+            512,
+            "open_clip xlm-roberta-base-ViT-B-32, pretrained laion5b_s13b_b90k",
+        ),
+    ]
+}
+ALIASES = {
+    f"sentence-transformers/{DEFAULT_TEXT_MODEL}": DEFAULT_TEXT_MODEL,
+    **{alias.name: alias.target for alias in FINETUNER_ALIASES.values()},
+}
+_KNOWN_IDS = {alias.target: alias for alias in FINETUNER_ALIASES.values()}  # ids an alias stands for -> what they are
 
 
 @dataclass(frozen=True)
@@ -101,7 +215,6 @@ NAME_PREFIXES = {
     p.prefix: p for p in [NamePrefix("timm/", "timm", "image"), NamePrefix("openclip/", "open_clip", "text-image")]
 }
 PREFIXES = tuple(NAME_PREFIXES)
-FOLDER_FAMILY = "sentence-transformers"  # a folder that is not a saved artifact: sentence-transformers / Hugging Face
 
 
 def list_backbones() -> list[BackboneSpec]:
@@ -109,13 +222,31 @@ def list_backbones() -> list[BackboneSpec]:
     return sorted(BACKBONES.values(), key=lambda spec: (spec.family, spec.name))
 
 
+def list_aliases() -> list[AliasSpec]:
+    """Finetuner's model names, sorted by family then name."""
+    return sorted(FINETUNER_ALIASES.values(), key=lambda alias: (alias.family, alias.name))
+
+
 def canonical(name: str) -> str:
     return ALIASES.get(name, name)
 
 
+def unavailable_advice(name: str) -> str:
+    """The one line that says what to do about a model that is nowhere here and may not be downloaded (a
+    Finetuner model name is named with the id it stands for)."""
+    model_id = canonical(name)
+    named = repr(name) if model_id == name else f"{name!r} ({model_id})"
+    return (
+        f"model {named} is not available offline: it is not a registered backbone (see describe_models()), "
+        "a local folder or a model in the Hugging Face cache, and nothing may be downloaded here; allow downloads "
+        f"(unset HF_HUB_OFFLINE), pull it into the Hugging Face cache (hf download {model_id}, where downloads are "
+        "allowed), or save or import it into a folder under the operator's model roots and name that folder"
+    )
+
+
 def check_available(name: str, weights: str | None = None, pretrained: bool = True) -> None:
     """Raise :class:`ModelNotAvailableError` unless ``name`` can be built offline with these options."""
-    name = canonical(name)
+    asked, name = name, canonical(name)
     if weights is not None and pretrained and not Path(weights).is_file():
         raise ModelNotAvailableError(f"weights file {weights!r} not found")
     if name == DEFAULT_TEXT_MODEL or name == DEFAULT_CLIP_MODEL:
@@ -132,11 +263,7 @@ def check_available(name: str, weights: str | None = None, pretrained: bool = Tr
         return
     if Path(name).expanduser().is_dir():
         return
-    raise ModelNotAvailableError(
-        f"model {name!r} is not available offline: it is not a registered backbone (see describe_models()) "
-        "and not a local folder. Nothing is downloaded at run time; save the model to a folder "
-        "(e.g. SentenceTransformer(...).save(path) on a machine with network access) and pass that path."
-    )
+    raise ModelNotAvailableError(unavailable_advice(asked))
 
 
 class ModelSourceError(ModelNotAvailableError):
@@ -199,6 +326,8 @@ def backbone_family(name: str) -> str:
     name = canonical(name)
     if name in BACKBONES:
         return BACKBONES[name].family
+    if name in _KNOWN_IDS and not Path(name).expanduser().exists():
+        return _KNOWN_IDS[name].family
     if Path(name).expanduser().is_dir():
         saved = _saved_config(name)
         return saved["family"] if saved else FOLDER_FAMILY
@@ -213,6 +342,8 @@ def expected_modality(name: str, select_model: str | None = None) -> str:
     name = canonical(name)
     if name in BACKBONES:
         return BACKBONES[name].modality
+    if name in _KNOWN_IDS and not Path(name).expanduser().exists():
+        return _KNOWN_IDS[name].modality
     if prefix := _prefix(name):
         return prefix.modality
     saved = _saved_config(name)

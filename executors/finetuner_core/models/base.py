@@ -41,6 +41,7 @@ class EmbeddingModel(ABC, nn.Module):
 
     family: ClassVar[str]  # the key of the family table and the ``family`` of ``finetuner.json``
     library: ClassVar[str] = "pytorch"  # the library that loads a saved model (the model card's ``library_name``)
+    builds_hub_ids: ClassVar[bool] = False  # builds a model from a Hugging Face id's folder (``models.resolve``)
     modality = "text"
 
     def __init__(self, name: str, options: ModelOptions):
@@ -48,6 +49,7 @@ class EmbeddingModel(ABC, nn.Module):
         self.name = name
         self.options = options
         self.projection: nn.Module = nn.Identity()
+        self.source: dict[str, Any] | None = None  # where the weights came from (``models.resolve``), when built
 
     # --- building and loading -----------------------------------------------------------------------------
     @classmethod
@@ -160,6 +162,7 @@ class EmbeddingModel(ABC, nn.Module):
             "modality": self.modality,
             "dim": self.dim,
             "options": self.options.model_dump(mode="json"),
+            **({"source": self.source} if self.source else {}),
         }
 
     def save(self, directory: str | Path) -> Path:

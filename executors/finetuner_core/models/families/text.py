@@ -1,6 +1,8 @@
 """Text: a sentence-transformers chain (transformer -> pooling -> [dense] -> [normalise]), saved natively.
 
-Any sentence-transformers folder or Hugging Face encoder folder works (a plain encoder gets mean pooling).
+Any sentence-transformers folder or Hugging Face encoder folder works (a plain encoder gets mean pooling), and so
+does a Hugging Face id of one: the resolver (``models.resolve``) finds it packaged, in a folder, in the Hugging Face
+cache, or downloads it where that is allowed.
 The head options become sentence-transformers modules, so the saved folder loads with
 ``SentenceTransformer(path)`` as it is.
 
@@ -37,10 +39,9 @@ from finetuner_core.models.card_text import onnx_runtime_usage
 from finetuner_core.models.families import register_family
 from finetuner_core.models.onnx_export import EXAMPLE_TEXTS, MODEL_FILE, export_module
 from finetuner_core.models.pooling import TEXT_POOLING
-from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL, minilm_path
+from finetuner_core.models.resolve import local_path
 from finetuner_protocol.model_options import ModelOptions
 
-PACKAGED_FOLDERS = {DEFAULT_TEXT_MODEL: minilm_path}  # registered text backbones -> their packaged folder
 GROUP_OVERHEAD_TOKENS = 96  # the fixed cost of one more forward pass, in padded tokens (measured on 2 CPU cores)
 BATCHING = ("auto", "packed", "grouped", "padded")
 PACKABLE_MODEL_TYPES = ("bert",)  # absolute positions from 0, given by position_ids; a 4D attention mask is honoured
@@ -53,6 +54,7 @@ class TextEmbeddingModel(EmbeddingModel):
     family = "sentence-transformers"
     library = "sentence-transformers"
     modality = "text"
+    builds_hub_ids = True  # any sentence-transformers folder or transformers encoder, from the cache or the Hub
 
     def __init__(self, st: SentenceTransformer, name: str, options: ModelOptions):
         super().__init__(name, options)
@@ -61,11 +63,10 @@ class TextEmbeddingModel(EmbeddingModel):
 
     @classmethod
     def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> TextEmbeddingModel:
-        """A registered name's packaged folder, or the folder ``name`` (its weights either way)."""
-        path = PACKAGED_FOLDERS[name]() if name in PACKAGED_FOLDERS else Path(name).expanduser()
+        """The folder the resolver finds for ``name`` (packaged, a folder, the Hugging Face cache, the Hub)."""
         if options.pooling is not None and options.pooling not in TEXT_POOLING:
             raise ValueError(f"text pooling must be one of {', '.join(TEXT_POOLING)}, got {options.pooling!r}")
-        st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        st = SentenceTransformer(str(local_path(name)), device="cpu", local_files_only=True)
         model = cls(SentenceTransformer(modules=_chain(st, options), device="cpu"), name, options)
         model.apply_freeze(options.freeze)
         return model
