@@ -4,8 +4,8 @@
 - ``RANK_METRICS`` have no cut-off (``r_precision``);
 - ``CORRELATIONS`` are what scored pairs are measured by (``spearman``, ``pearson``).
 
-The core computes them (``finetuner_core.evaluation.metrics.METRICS`` / ``RANK_METRICS``,
-``finetuner_core.evaluation.scored.CORRELATIONS``); a test keeps these names equal to its registries.
+The core computes them (``finetuner_core.evaluation.metrics.METRICS`` / ``RANK_METRICS``, a test keeps these names
+equal to them; ``finetuner_core.evaluation.scored``) and takes ``CORRELATIONS`` and ``DEFAULT_KS`` from here.
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ import finetuner
 from finetuner_core.callbacks.log import LoggingCallback
 from finetuner_core.config import ConfigError, FitConfig, check_runtime, parse_fit_config
 from finetuner_core.evaluation.metrics import METRICS, RANK_METRICS
-from finetuner_core.evaluation.scored import CORRELATIONS
 from finetuner_core.models import build_model
 from finetuner_core.training.loop import length, train
 from finetuner_core.training.optimizers import build_optimizer
 from finetuner_protocol.data import LabeledItem
+from finetuner_protocol.metrics import CORRELATIONS
 from finetuner_protocol.model_options import ModelOptions
 
 MLP_OPTIONS = {"input_dim": 8, "hidden_dims": [16]}

@@ -11,12 +11,12 @@ from finetuner_core.callbacks.loggers import LOGGERS
 from finetuner_core.config import FitConfig, optimizer_names, parse_fit_config
 from finetuner_core.evaluation.evaluate import DEFAULT_KS
 from finetuner_core.evaluation.metrics import METRICS, RANK_METRICS
-from finetuner_core.evaluation.scored import CORRELATIONS
 from finetuner_core.training import losses
 from finetuner_core.training.precision import PRECISIONS
 from finetuner_core.training.samplers import SAMPLERS
 from finetuner_core.training.schedulers import SCHEDULERS
 from finetuner_protocol import choices, metrics
+from finetuner_protocol.metrics import CORRELATIONS
 from finetuner_protocol.settings import ConfigError, FitSettings, parse_settings
 from finetuner_protocol.shapes import SHAPES
 

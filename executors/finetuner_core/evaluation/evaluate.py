@@ -37,8 +37,7 @@ from finetuner_core.evaluation.metrics import Judgements, metric_table
 from finetuner_core.evaluation.options import EvaluationOptions, parse_evaluation_options
 from finetuner_core.evaluation.relevance import LabelRelevance, Relevance
 from finetuner_core.evaluation.retrieve import retrieve
-
-DEFAULT_KS = (1, 10, 20)
+from finetuner_protocol.metrics import DEFAULT_KS
 
 
 class Encoder(Protocol):

@@ -15,8 +15,6 @@ from finetuner_core.evaluation.checks import check_embeddings
 from finetuner_core.evaluation.errors import EvaluationError
 from finetuner_core.evaluation.evaluate import Encoder
 
-CORRELATIONS = ("spearman", "pearson")
-
 
 def evaluate_scored(model: Encoder, records: list[Any], ks: tuple[int, ...] = ()) -> dict[str, float]:
     """``spearman`` and ``pearson`` between the cosine of each pair and its score, and the number of ``pairs``
