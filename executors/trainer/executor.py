@@ -110,11 +110,12 @@ class FinetunerTrainer(Executor):
 
     def _fit_config(self, raw: dict) -> FitConfig:
         """A fit's configuration as this trainer runs it: models from allowed places, the operator's rendezvous,
-        and settings this machine can train with."""
+        and settings this machine can train with; the model available here."""
         config = fit_config(raw, self.model_roots)
         distributed = for_request(config.distributed, self.distributed)
         check_processes(distributed, config.device)
         check_runtime(config)
+        backbones.check_available(config.model, config.model_options.weights, config.model_options.pretrained)
         return config.model_copy(update={"distributed": distributed})
 
     @requests(on=endpoints.DATASETS_BEGIN)
@@ -165,7 +166,6 @@ class FinetunerTrainer(Executor):
         """A fit's settings checked as ``/fit`` checks them, before the client sends any data."""
         self._user(parameters)
         config = self._fit_config(parse_params(WithConfig, parameters).config)
-        backbones.check_available(config.model, config.model_options.weights, config.model_options.pretrained)
         return answer_docs(ConfigChecked, {"config": config.model_dump(mode="json", exclude={"distributed"})})
 
     @requests(on=endpoints.FIT)
@@ -174,7 +174,6 @@ class FinetunerTrainer(Executor):
         user = self._user(parameters)
         params = parse_params(FitParams, parameters)
         config = self._fit_config(params.config)
-        backbones.check_available(config.model, config.model_options.weights, config.model_options.pretrained)
         if len(docs):
             splits = parse_fit_data(docs, config)
         else:
