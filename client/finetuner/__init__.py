@@ -73,7 +73,19 @@ _LAZY: dict[str, tuple[str, str]] = {
     "DataError": ("finetuner_protocol.data.errors", "DataError"),
     "FitConfig": ("finetuner_protocol.settings", "FitSettings"),  # every setting of a fit, with its help
 }
-_SUBMODULES = ("api", "cli", "data", "datasets", "environment", "progress", "report", "run", "transport")
+_SUBMODULES = (
+    "api",
+    "cli",
+    "data",
+    "datasets",
+    "environment",
+    "evaluation",
+    "progress",
+    "report",
+    "run",
+    "settings",
+    "transport",
+)
 
 
 def __getattr__(name: str) -> Any:
