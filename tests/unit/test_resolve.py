@@ -18,6 +18,7 @@ import pytest
 from huggingface_hub import scan_cache_dir
 
 from finetuner_core.models import build_model
+from finetuner_core.models.hub import hub_cache_dir
 from finetuner_core.models.resolve import (
     CACHE,
     FOLDER,
@@ -26,7 +27,6 @@ from finetuner_core.models.resolve import (
     PACKAGED,
     file_digest,
     folder_digest,
-    hub_cache_dir,
     resolve_model,
 )
 from finetuner_protocol.backbones import (

@@ -16,19 +16,22 @@ packaged or local files.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from finetuner_core.models.hub import (
+    cached_snapshot,
+    download,
+    downloads_allowed,
+    is_hub_id,
+    snapshot_family,
+)
 from finetuner_protocol.backbones import (
     BACKBONES,
     DEFAULT_CLIP_MODEL,
     DEFAULT_IMAGE_MODEL,
     DEFAULT_TEXT_MODEL,
-    FOLDER_FAMILY,
-    HF_CLIP_FAMILY,
     ModelNotAvailableError,
     backbone_family,
     canonical,
@@ -43,11 +46,6 @@ from finetuner_protocol.model_options import ModelOptions
 
 PACKAGED, FOLDER, CACHE, HUB, LIBRARY = "packaged", "folder", "cache", "hub", "library"
 SOURCE_KINDS = (PACKAGED, FOLDER, CACHE, HUB, LIBRARY)
-DOWNLOADS_VARIABLE = "FINETUNER_DOWNLOADS"  # 0 / false / no / off: never download, whatever else allows it
-_OFF = ("0", "false", "no", "off")
-_HF_TRUE = ("1", "on", "yes", "true")  # what huggingface_hub reads as true in HF_HUB_OFFLINE
-# Files a download leaves out: other frameworks' weights and exports that no family here loads.
-DOWNLOAD_IGNORE = ["*.h5", "*.msgpack", "*.ot", "*.tflite", "*.onnx", "onnx/*", "openvino/*", "*.mlmodel", "coreml/*"]
 
 
 @dataclass(frozen=True)
@@ -68,40 +66,6 @@ class ResolvedModel:
     def record(self) -> dict[str, Any]:
         """What a saved model's ``finetuner.json`` records about its source (the server's paths stay here)."""
         return {key: value for key, value in asdict(self).items() if key != "path"}
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache as the environment names it now (huggingface_hub reads it once, at import)."""
-    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if value := os.environ.get(variable, "").strip():
-            return Path(value).expanduser()
-    home = os.environ.get("HF_HOME", "").strip()
-    if not home:
-        home = str(Path(os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache") / "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
-def downloads_allowed(setting: bool | None = None) -> bool:
-    """Whether the Hub may be asked: not when ``setting`` is False, ``HF_HUB_OFFLINE`` is set or
-    ``$FINETUNER_DOWNLOADS`` is off; otherwise ``setting`` (None: allowed)."""
-    if setting is False:
-        return False
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _HF_TRUE:
-        return False
-    return os.environ.get(DOWNLOADS_VARIABLE, "").strip().lower() not in _OFF
-
-
-def is_hub_id(name: str) -> bool:
-    """``name`` has the form of a Hugging Face model id (``org/name`` or ``name``) and is not a path."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if not name or name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1:
-        return False
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
 
 
 def resolve_model(
@@ -161,52 +125,12 @@ def _packaged(model_id: str, resolved, with_revision: bool) -> ResolvedModel:
     return resolved(PACKAGED, family, None, revision)
 
 
-def cached_snapshot(model_id: str) -> Path | None:
-    """The folder of ``model_id``'s snapshot in the Hugging Face cache (its ``main``), through huggingface_hub's
-    lookup with the cache the environment names now; None when the cache does not hold it (or holds only files
-    of it, without the ``config.json`` / ``modules.json`` that make it a model)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        path = Path(snapshot_download(model_id, cache_dir=hub_cache_dir(), local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError):
-        return None
-    if not any((path / marker).is_file() for marker in ("config.json", "modules.json", "open_clip_config.json")):
-        return None
-    return path
-
-
-def snapshot_family(model_id: str, folder: Path) -> str:
-    """The family that builds the Hugging Face folder ``folder``: transformers CLIP (not built yet), else the
-    text family (a sentence-transformers folder, or any encoder AutoModel loads, mean-pooled)."""
-    config = folder / "config.json"
-    if (folder / "open_clip_config.json").is_file():
-        return "open_clip"
-    if config.is_file():
-        try:
-            model_type = json.loads(config.read_text("utf-8")).get("model_type")
-        except (ValueError, OSError):
-            model_type = None
-        if model_type == "clip":
-            return HF_CLIP_FAMILY
-    return FOLDER_FAMILY
-
-
 def fetch(resolved: ResolvedModel) -> ResolvedModel:
     """``resolved`` with its weights on this machine: a ``hub`` model is downloaded into the Hugging Face cache
     (then it is the cache's, with its commit hash); anything else is returned as it is."""
     if resolved.kind != HUB or resolved.path is not None:
         return resolved
-    from huggingface_hub import snapshot_download
-
-    try:
-        path = Path(snapshot_download(resolved.id, cache_dir=hub_cache_dir(), ignore_patterns=DOWNLOAD_IGNORE))
-    except Exception as exc:  # noqa: BLE001 - any failure of the download is the reason the model is not there
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ModelNotAvailableError(
-            f"model {resolved.name!r}: the download from the Hugging Face Hub failed: {reason}"
-        ) from exc
+    path = download(resolved.id, resolved.name)
     return ResolvedModel(resolved.name, resolved.id, HUB, snapshot_family(resolved.id, path), path, path.name)
 
 
