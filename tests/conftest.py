@@ -82,17 +82,36 @@ def cifar10_files(data_dir: Path, classes: int, per_class: int, start: int = 0) 
     return [(folder / f"{i:04d}.jpg", folder.name) for folder in folders for i in range(start, start + per_class)]
 
 
+HUB_MODEL = "acme/minilm-copy"  # the packaged MiniLM under a Hugging Face id only the stand-in Hub serves
+
+
 @pytest.fixture(scope="session")
-def flow_server(tmp_path_factory):
+def hub():
+    """The stand-in Hugging Face Hub on 127.0.0.1 (tests/hub_server.py) that the shared Flow may download from: the
+    packaged MiniLM as :data:`HUB_MODEL`."""
+    from hub_server import HubServer
+
+    from finetuner_protocol.backbones import minilm_path
+
+    with HubServer({HUB_MODEL: minilm_path()}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def flow_server(tmp_path_factory, hub):
     """The default Flow (flow.yml) in its own process, on a free 127.0.0.1 port with its own workspace, started
     once for every test module that needs it; ready when a client request is answered. Yields (port, workspace).
-    The Flow's output is in ``<workspace>-flow.log`` beside the workspace folder."""
+    It runs as an online server does, its Hub the stand-in one (:func:`hub`) and its Hugging Face cache empty at
+    first: downloads allowed, nothing reached beyond 127.0.0.1. The Flow's output is in ``<workspace>-flow.log``
+    beside the workspace folder."""
     from flow_process import connect, start_flow, stop_flow
 
     port = unused_port()
     workspace = tmp_path_factory.mktemp("workspace")
     log = workspace.parent / f"{workspace.name}-flow.log"
-    process = start_flow(workspace, port, log)
+    online = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path_factory.mktemp("hf-home")), "HF_HUB_CACHE": None}
+    online.update(HF_HUB_OFFLINE=None, TRANSFORMERS_OFFLINE=None, FINETUNER_DOWNLOADS=None)
+    process = start_flow(workspace, port, log, online)
     try:
         try:
             connect(port, user_token(workspace, "ready"), process)  # answered through every executor

@@ -18,8 +18,11 @@ from finetuner_core.serve import flow_defaults
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_flow(workspace: Path, port: int, log: Path | None = None) -> subprocess.Popen:
-    """The Flow of ``flow.yml`` on ``port`` in its own process group (executors included), its output in ``log``."""
+def start_flow(
+    workspace: Path, port: int, log: Path | None = None, environment: dict[str, str | None] | None = None
+) -> subprocess.Popen:
+    """The Flow of ``flow.yml`` on ``port`` in its own process group (executors included), its output in ``log``;
+    ``environment``: variables set (a value) or unset (None) for the Flow's processes."""
     code = (
         "from jina import Flow\n"
         f"with Flow.load_config({str(ROOT / 'flow.yml')!r}, uses_with={{'port': {port}}}) as flow:\n"
@@ -27,6 +30,11 @@ def start_flow(workspace: Path, port: int, log: Path | None = None) -> subproces
     )
     env = {**flow_defaults(ROOT / "flow.yml"), **os.environ, "FINETUNER_WORKSPACE": str(workspace)}  # flow.env
     env.pop("JINA_MP_START_METHOD", None)  # a fresh process forks its executors before it talks gRPC: safe
+    for name, value in (environment or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child holds it)
     try:
         return subprocess.Popen(

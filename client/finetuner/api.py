@@ -20,8 +20,10 @@ from finetuner.transport import Transport
 from finetuner_protocol import endpoints
 from finetuner_protocol.backbones import (
     DEFAULT_TEXT_MODEL,
+    PARAMETERS,
     ModelNotAvailableError,
-    check_available,
+    ModelSourceError,
+    check_name,
     list_aliases,
     list_backbones,
 )
@@ -31,7 +33,7 @@ from finetuner_protocol.data.records import LabeledItem
 from finetuner_protocol.ids import is_dataset_id, is_run_id
 from finetuner_protocol.model_options import ModelOptions
 from finetuner_protocol.runs import FINAL_STATUSES
-from finetuner_protocol.settings import ConfigError, FitSettings
+from finetuner_protocol.settings import ConfigError, FitSettings, parse_settings
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 INFERENCE = 'pip install "finetuner[inference]"'
 
 UNSET: Any = object()
+MODEL_ERRORS = (ModelNotAvailableError, ModelSourceError)  # the service's refusals of a model
 _session: dict[str, Transport] = {}
 
 
@@ -71,7 +74,7 @@ def _transport() -> Transport:
 
 
 def fit(
-    model: str = DEFAULT_TEXT_MODEL,
+    model: str | None = None,
     train_data: Any = None,
     eval_data: Any = None,
     *,
@@ -82,9 +85,14 @@ def fit(
     num_items_per_class: int = UNSET,
     experiment_name: str | None = None,
     quiet: bool = False,
+    model_artifact: str | None = None,
     **options: Any,
 ) -> Run:
     """Start a fine-tuning run and return it at once; training goes on in the Flow.
+
+    ``model``: a backbone name (default all-MiniLM-L6-v2), or a run id: the run starts from that finished run's
+    model (yours), keeping its model options unless new ones are given. ``model_artifact`` (Finetuner's keyword):
+    the same, an earlier run's id (``run.artifact_id``).
 
     ``train_data`` / ``eval_data``: a dataset id (from ``upload_dataset``), a CSV file path (``text,label``,
     ``image,label`` or, for CLIP, ``image,text`` rows; image paths relative to the CSV), a DocList (``text``
@@ -98,6 +106,7 @@ def fit(
     """
     if train_data is None:
         raise ValueError("train_data is required")
+    model = _model_or_artifact(model, model_artifact)
     named = dict(
         loss=loss,
         epochs=epochs,
@@ -106,9 +115,9 @@ def fit(
         num_items_per_class=num_items_per_class,
     )
     config = settings_of(model, {**{k: v for k, v in named.items() if v is not UNSET}, **options})
+    config = _check_in_service(config)  # the model resolved by the Flow first: what the data must hold
     train_data, eval_data = _readable_twice(train_data), _readable_twice(eval_data)
     _check_before_upload(train_data, eval_data, config)
-    _check_in_service(config)
     parameters = {"config": config.model_dump(mode="json"), "experiment": experiment_name}
     parameters["train_dataset"] = _dataset_id(train_data, config, "train", quiet)
     if eval_data is not None:
@@ -117,29 +126,50 @@ def fit(
     return Run(_transport(), answer["run_id"], config.run_name)
 
 
-def check_data(train_data: Any, eval_data: Any = None, model: str = DEFAULT_TEXT_MODEL, **options: Any):
-    """Check data here, as ``fit`` with the same arguments would, without a Flow or a login.
+def _model_or_artifact(model: str | None, model_artifact: str | None) -> str:
+    """The model a fit names: ``model``, or the run ``model_artifact`` names (the same when both are given)."""
+    if model_artifact is None:
+        return DEFAULT_TEXT_MODEL if model is None else model
+    if not is_run_id(model_artifact):
+        raise ConfigError(
+            "invalid fit configuration:\n  model_artifact: an earlier run's id (run.artifact_id), "
+            f"got {model_artifact!r}"
+        )
+    if model is not None and model != model_artifact:
+        raise ConfigError(
+            f"invalid fit configuration:\n  model_artifact: continues run {model_artifact}, but model names "
+            f"{model!r}; give one of them (model=<run id> is the same as model_artifact)"
+        )
+    return model_artifact
 
+
+def check_data(train_data: Any, eval_data: Any = None, model: str = DEFAULT_TEXT_MODEL, **options: Any):
+    """Check data here, as ``fit`` with the same arguments would.
+
+    The model is resolved first: by the Flow when one is known (``finetuner.login`` or ``$FINETUNER_HOST``), which
+    refuses a model it cannot use in one line saying what to do; without one, from its name alone (a registered
+    backbone, a Finetuner name, a local folder; a Hugging Face id needs the Flow, or ``model_modality``).
     Raises :class:`DataError` naming every bad row or document and why; else describes each split:
     ``{"train": {"items": 100, "shape": "text", "classes": 10}, ...}`` (``shape``: text, image, vector,
     text-image, query-doc or scored; ``classes`` for labeled items only).
     """
-    config = settings_of(model, dict(options))
-    _check_model(config)
+    config = _check_model(settings_of(model, dict(options)))
     docs = _split_docs({"train": train_data, "eval": eval_data}, config)
     return {split: _describe(records) for split, records in parse_fit_data(docs, config).items()}
 
 
-def _check_model(config: FitSettings) -> None:
-    """The model can be built offline: a registered backbone or a local folder, with its weights file when one is
-    named. A packaged backbone's weights are the service's to hold: without the model code here (the client
-    installed alone), ``fit`` has the service check them."""
-    options = config.model_options
-    try:
-        check_available(config.model, options.weights, options.pretrained)
-    except ModelNotAvailableError as exc:
-        if not isinstance(exc.__cause__, ImportError):  # a package of packaged weights is not installed here
-            raise
+def _check_model(config: FitSettings) -> FitSettings:
+    """The model resolved by the Flow when one is known (see :func:`_check_in_service`), else from its name here."""
+    if "transport" in _session or os.environ.get(HOST_VARIABLE):
+        return _check_in_service(config)
+    check_name(config.model)
+    if config.model_options.select_model is None and config.whole_modality is None:
+        raise ModelNotAvailableError(
+            f"model {config.model!r} is not available offline: it is not a registered backbone, a Finetuner model "
+            "name or a local folder, and only a Flow resolves other names (Hugging Face ids, stored models, runs): "
+            "log in (finetuner login) and check again, or set model_modality"
+        )
+    return config
 
 
 def _check_before_upload(train_data: Any, eval_data: Any, config: FitSettings) -> None:
@@ -152,16 +182,25 @@ def _check_before_upload(train_data: Any, eval_data: Any, config: FitSettings) -
         parse_data(docs, config.modality, config.csv_options, 1, required=("eval",), model=config.model)
 
 
-def _check_in_service(config: FitSettings) -> None:
-    """The checks only the service can make (that the loss, miner, schedule and optimizer work with their options,
-    that the model may be used, that the trainer can run the device and precision asked for), before any data is
-    sent. A refused setting is a :class:`ConfigError`, as when it is refused here."""
+def _check_in_service(config: FitSettings) -> FitSettings:
+    """The checks only the service can make, before any data is sent: the model resolved (where its weights come
+    from, what it takes: ``model_modality``), the loss, miner, schedule and optimizer working with their options,
+    the device and precision runnable by the trainer. Returns ``config`` with the model's modality; a refused
+    setting is a :class:`ConfigError`, an unusable model a :class:`ModelNotAvailableError`, as when refused here."""
     try:
-        _transport().result(endpoints.CONFIG_CHECK, config=config.model_dump(mode="json"))
+        checked = _transport().result(endpoints.CONFIG_CHECK, config=config.model_dump(mode="json"))["config"]
     except ServerError as exc:
-        if exc.kind == ConfigError.__name__:
-            raise ConfigError(str(exc)) from None
-        raise
+        raise _as_local(exc) from None
+    modality = checked.get("model_modality")
+    if modality is None or config.model_modality is not None:
+        return config
+    return parse_settings({**config.model_dump(mode="json", exclude_unset=True), "model_modality": modality})
+
+
+def _as_local(exc: ServerError) -> Exception:
+    """The service's refusal of a setting or a model as the error the same refusal raises here."""
+    kinds = {ConfigError.__name__: ConfigError, **{k.__name__: ModelNotAvailableError for k in MODEL_ERRORS}}
+    return kinds[exc.kind](str(exc)) if exc.kind in kinds else exc
 
 
 def _readable_twice(data: Any) -> Any:
@@ -185,7 +224,7 @@ def _describe(records: list) -> dict[str, Any]:
 def upload_dataset(data: Any, name: str | None = None, model: str = DEFAULT_TEXT_MODEL, quiet: bool = False, **options):
     """Check ``data`` here, upload it in batches (resuming an interrupted upload), and describe the stored
     dataset (``id``, ``items``, ``content_sha256`` ...). ``model`` and its options say what the data must hold."""
-    config = settings_of(model, dict(options))
+    config = _check_model(settings_of(model, dict(options)))
     return datasets.upload(_transport(), data, config, name or _default_name(data), quiet)
 
 
@@ -315,36 +354,40 @@ def _content(doc: Any, modality: str) -> Any:
     return next(getattr(doc, f) for f in ("blob", "uri", "url", "image", "tensor") if getattr(doc, f, None) is not None)
 
 
-def describe_models(aliases: bool = False) -> list[dict[str, Any]]:
-    """Print the registered backbones and Finetuner's model names (each with the model it stands for); return the
-    backbones' rows (name, family, modality, output dim, where weights come from), and with ``aliases=True`` the
-    Finetuner names' rows after them (the same keys, and ``stands_for``).
+def describe_models(aliases: bool = False, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Print and return the registered backbones and Finetuner's model names (or the models ``names``: Hugging Face
+    ids, stored models, runs ...), each with its family, modality, output dim, size in parameters and where the
+    trainer would take its weights from now (``where``: packaged, store, cached, download needed, unavailable
+    offline ...; the Flow says, when one is known; without one, ``where`` is None). Without ``aliases=True`` the
+    returned rows are the backbones' only (a Finetuner name's row has ``stands_for``: the id it stands for).
 
-    Besides these, ``timm/<name>`` and ``openclip/<architecture>`` build any timm model or open_clip
-    architecture, a local folder builds a sentence-transformers / Hugging Face text model, and so does the id of
-    one in the Hugging Face cache (or on the Hub, where the service may download)."""
+    Besides these, ``timm/<name>[.<tag>]``, ``openclip/<architecture>[::<tag>]``, ``hf-hub:<org>/<name>``, any
+    Hugging Face id (``BAAI/bge-small-en-v1.5``, ``openai/clip-vit-base-patch32``), a stored model, a run id and a
+    folder under the operator's model roots name a model (docs/guide/models.md)."""
+    if names is not None or "transport" in _session or os.environ.get(HOST_VARIABLE):
+        rows = _transport().result(endpoints.MODELS_DESCRIBE, names=names)["models"]
+    else:
+        rows = _catalogue_rows()
+    keys = ("name", "stands_for", "family", "modality", "output_dim", "parameters", "where")
+    rows = [{key: row.get(key) for key in (*keys, "revision", "detail")} for row in rows]
+    table = Table("name", "stands for", "family", "modality", "output dim", "size", "where", title="models")
+    for row in rows:
+        table.add_row(*("" if row[key] is None else str(row[key]) for key in keys))
+    Console(width=180).print(table)
+    if names is not None or aliases:
+        return rows
+    backbones = {spec.name for spec in list_backbones()}
+    return [row for row in rows if row["name"] in backbones]
+
+
+def _catalogue_rows() -> list[dict[str, Any]]:
+    """The catalogue as the client knows it without a Flow (where the weights would come from is the Flow's)."""
     rows = [
-        {"name": s.name, "family": s.family, "modality": s.modality, "output_dim": s.output_dim, "weights": s.weights}
+        {"name": s.name, "family": s.family, "modality": s.modality, "output_dim": s.output_dim}
         for s in list_backbones()
     ]
-    alias_rows = [
-        {
-            "name": a.name,
-            "family": a.family,
-            "modality": a.modality,
-            "output_dim": a.output_dim,
-            "weights": a.weights,
-            "stands_for": a.target,
-        }
+    rows += [
+        {"name": a.name, "stands_for": a.target, "family": a.family, "modality": a.modality, "output_dim": a.output_dim}
         for a in list_aliases()
     ]
-    console = Console(width=160)
-    table = Table("name", "family", "modality", "output dim", "weights", title="backbones")
-    for row in rows:
-        table.add_row(*(str(value) for value in row.values()))
-    console.print(table)
-    table = Table("name", "family", "modality", "output dim", "weights", "stands for", title="Finetuner's model names")
-    for row in alias_rows:
-        table.add_row(*(str(value) for value in row.values()))
-    console.print(table)
-    return rows + alias_rows if aliases else rows
+    return [{**row, "parameters": PARAMETERS.get(row.get("stands_for") or row["name"])} for row in rows]

@@ -278,6 +278,7 @@ def cmd_runs_status(args: argparse.Namespace) -> int:
         "started": _when(info.get("started_at")),
         "finished": _when(info.get("finished_at")),
         "model": config.get("model"),
+        **model_source_rows(config.get("model_source")),
         "loss": loss_name(config),
         "epochs": config.get("epochs"),
         "batch size": config.get("batch_size"),
@@ -292,6 +293,19 @@ def cmd_runs_status(args: argparse.Namespace) -> int:
     if metrics:
         display_metrics(metrics, console)
     return status_code(info["status"])
+
+
+def model_source_rows(source: dict[str, Any] | None) -> dict[str, str | None]:
+    """Where a run's model came from (its config's ``model_source``): the kind and id, the revision, the licence;
+    for a run continued from another, that run and the base model it came from."""
+    if not source:
+        return {}
+    base = source.get("base") or {} if source.get("kind") == "run" else source
+    rows = {"continued from": f"run {source.get('id')}" if source is not base else None}
+    rows["source"] = f"{base.get('kind')}: {base.get('id')}" if base.get("kind") else None
+    rows["revision"] = base.get("revision")
+    rows["licence"] = base.get("license")
+    return rows
 
 
 def cmd_runs_logs(args: argparse.Namespace) -> int:
@@ -356,9 +370,24 @@ def cmd_models(args: argparse.Namespace) -> int:
 
         for spec in list_backbones():
             print(spec.name)
-    else:
-        finetuner.describe_models()
+        return OK
+    if load_credentials()["host"]:
+        connect()  # the Flow says where each model's weights would come from
+    finetuner.describe_models(aliases=True)
     return OK
+
+
+def cmd_models_store(args: argparse.Namespace) -> int:
+    """``finetuner models pull | import | list | delete``: the workspace's model store, on the Flow's machine."""
+    admin = _admin_module()
+    argv = ["--workspace", args.workspace, f"models-{args.models_command}"]
+    if args.models_command == "import":
+        argv += [args.path, "--name", args.name]
+    elif args.models_command in ("pull", "delete"):
+        argv.append(args.name)
+    elif getattr(args, "quiet", False):
+        argv.append("--quiet")
+    return admin.main(argv)
 
 
 def cmd_datasets_list(args: argparse.Namespace) -> int:
@@ -396,13 +425,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_admin(args: argparse.Namespace) -> int:
+def _admin_module():
+    """``finetuner_core.admin``, which is installed where the service is."""
     try:
         from finetuner_core import admin
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("finetuner_core."):
             raise
         raise UsageError("admin runs on the Flow's machine, where the service is installed") from None
+    return admin
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    admin = _admin_module()
     argv = ["--workspace", args.workspace, args.admin_command]
     if args.admin_command != "list-users":
         argv.append(args.name)
@@ -518,6 +553,28 @@ def _add_datasets(commands) -> None:
     _command(datasets, "delete", cmd_datasets_delete, "delete a dataset").add_argument("dataset_id")
 
 
+def _add_models(commands) -> None:
+    models = _command(
+        commands,
+        "models",
+        cmd_models,
+        "the backbones, and the workspace's model store",
+        "The backbones a fit may name (with no command), and the workspace's model store (on the machine holding "
+        "the workspace): models pulled from the Hugging Face Hub or imported by hand, named in a fit like any "
+        "backbone.",
+    )
+    store = models.add_subparsers(dest="models_command", metavar="COMMAND")
+    pull = _command(store, "pull", cmd_models_store, "copy a Hugging Face model into the store (cache, else the Hub)")
+    pull.add_argument("name", help="a Hugging Face id or a Finetuner model name")
+    imported = _command(store, "import", cmd_models_store, "store a model folder or archive (.tar, .tar.gz, .zip)")
+    imported.add_argument("path", help="a model folder, or an archive of one")
+    imported.add_argument("--name", required=True, help="the name fits will use")
+    _command(store, "list", cmd_models_store, "list the stored models (-q: names only)")
+    _command(store, "delete", cmd_models_store, "remove a stored model").add_argument("name")
+    for parser in store.choices.values():
+        parser.add_argument("--workspace", default="", help="workspace folder ($FINETUNER_WORKSPACE, ./workspace)")
+
+
 def _add_admin(commands) -> None:
     admin = commands.add_parser(
         "admin", help="manage users (on the machine holding the workspace)", description="Manage users."
@@ -552,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("run_id")
     download.add_argument("directory")
     _add_evaluate(commands)
-    _command(commands, "models", cmd_models, "the registered backbones")
+    _add_models(commands)
     _add_datasets(commands)
     report = _command(commands, "report", cmd_report, "write a run's HTML report (index.html with plots)")
     report.add_argument("run_id")

@@ -8,7 +8,8 @@ from finetuner.data import retrieval_docs, to_wire_docs
 from finetuner.settings import settings_of
 from finetuner.transport import Transport
 from finetuner_protocol import endpoints
-from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL
+from finetuner_protocol.backbones import DEFAULT_TEXT_MODEL, UNUSABLE, ModelNotAvailableError
+from finetuner_protocol.settings import FitSettings, parse_settings
 
 
 def evaluate(
@@ -39,9 +40,12 @@ def evaluate(
     are the defaults).
     """
     if saved is not None:  # the run's stored settings
-        options = {**{"model_options": saved["model_options"]}, **options}
+        stored = {"model_options": saved["model_options"], "model_modality": saved.get("model_modality")}
+        options = {**stored, **options}
         model = model or saved["model"]
     config = settings_of(model or DEFAULT_TEXT_MODEL, dict(options))
+    if run_id is None:
+        config = _resolved(transport, config, [model for model in (models or []) if isinstance(model, str)])
     parameters = {"config": config.model_dump(mode="json"), "run_id": run_id, "models": models}
     parameters.update(query_model=query_model, index_model=index_model, evaluation=evaluation)
     parameters = {key: value for key, value in parameters.items() if value is not None}
@@ -51,3 +55,18 @@ def evaluate(
         docs = to_wire_docs(eval_data, "eval", config.modality, config.csv_options.is_labeled)
     answer = transport.result(endpoints.EVALUATE, docs, **parameters)
     return answer if full else answer["metrics"]
+
+
+def _resolved(transport: Transport, config: FitSettings, others: list[str]) -> FitSettings:
+    """The models of an evaluation resolved by the Flow before any data is sent: one that it cannot use is refused
+    in one line saying what to do; ``config`` gets what its model takes when only the Flow can tell."""
+    names = list(dict.fromkeys([config.model, *others]))
+    options = config.model_options.model_dump(mode="json", exclude_unset=True)
+    rows = transport.result(endpoints.MODELS_DESCRIBE, names=names, model_options=options)["models"]
+    for row in rows:
+        if row["where"] in UNUSABLE:
+            raise ModelNotAvailableError(row["detail"] or f"model {row['name']!r} is {row['where']}")
+    modality = rows[0].get("modality")
+    if config.whole_modality is not None or modality is None:
+        return config
+    return parse_settings({**config.model_dump(mode="json", exclude_unset=True), "model_modality": modality})

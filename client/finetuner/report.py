@@ -224,7 +224,10 @@ def summary_html(info: Mapping[str, Any]) -> str:
 
 def loss_name(config: Mapping[str, Any]) -> str | None:
     """The loss a run trains with (its ``loss``, or the default for its data)."""
-    return FitSettings.model_validate(config).loss_name if config else None
+    if not config:
+        return None
+    settings = {name: value for name, value in config.items() if name in FitSettings.model_fields}  # not the service's
+    return FitSettings.model_validate(settings).loss_name
 
 
 def metric_table_html(metrics: Mapping[str, Mapping[str, float]]) -> str:

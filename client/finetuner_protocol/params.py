@@ -55,6 +55,15 @@ class WithConfig(EndpointParams):
     config: dict[str, Any] = Field(default_factory=dict, description="the fit configuration (FitConfig)")
 
 
+class DescribeModelsParams(EndpointParams):
+    """``/models/describe``: the named models (None: every registered backbone, Finetuner name and stored model)."""
+
+    names: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        None, max_length=100, description="model names: registered, Finetuner's, Hugging Face ids, runs, folders"
+    )
+    model_options: dict[str, Any] = Field(default_factory=dict, description="options of the named models (weights ...)")
+
+
 # --- datasets -------------------------------------------------------------------------------------------------
 class DatasetPlan(BaseModel):
     """An upload about to start (or to continue: the same ``upload_key`` resumes it)."""
@@ -179,6 +188,7 @@ PARAMS: Final[dict[str, type[EndpointParams]]] = {
     endpoints.DATASETS_LIST: EndpointParams,
     endpoints.DATASETS_DELETE: DeleteDatasetParams,
     endpoints.CONFIG_CHECK: WithConfig,
+    endpoints.MODELS_DESCRIBE: DescribeModelsParams,
     endpoints.FIT: FitParams,
     endpoints.RUNS_STATUS: RunParams,
     endpoints.RUNS_LOGS: LogsParams,

@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from finetuner_protocol import choices
 from finetuner_protocol.backbones import DEFAULT_CLIP_MODEL, DEFAULT_TEXT_MODEL, canonical, expected_modality
@@ -32,6 +32,9 @@ MAX_LEARNING_RATE = 10.0
 OPTIMIZER_ALIASES = {"layer_wise_lr_decay": "layer_lr_decay"}  # Finetuner's name in optimizer_options -> field
 
 
+Modality = Literal["text", "image", "vector", "text-image"]
+
+
 class ConfigError(ValueError):
     """A fit configuration was refused; the message names each field and the reason."""
 
@@ -45,6 +48,11 @@ class FitSettings(BaseModel):
         DEFAULT_TEXT_MODEL, max_length=4096, description="registered backbone name or local model folder"
     )
     model_options: ModelOptions = Field(default_factory=ModelOptions, description="how the backbone is built")
+    model_modality: Modality | None = Field(
+        None,
+        description="what the model takes, as the service resolved it (text, image, vector, text-image); None: "
+        "known from the name alone, or not yet resolved",
+    )
     loss: str | None = Field(
         None,
         description="loss name (training.losses.LOSSES); None: the data's default (training.losses.DEFAULT_LOSSES): "
@@ -191,6 +199,12 @@ class FitSettings(BaseModel):
         data["optimizer_options"] = options
         return data
 
+    @field_serializer("model_options")
+    def _given_options(self, options: ModelOptions) -> dict[str, Any]:
+        """Only the model options that were set: the service tells them from defaults (a run continued from an
+        earlier one keeps that run's options unless new ones are given)."""
+        return options.model_dump(mode="json", exclude_unset=True)
+
     @field_validator("model")
     @classmethod
     def _named_model(cls, value: str) -> str:
@@ -255,15 +269,19 @@ class FitSettings(BaseModel):
             raise FieldError(
                 "precision", "'fp16' needs CUDA (it trains with loss scaling on the GPU); use bf16 or fp32"
             )
-        _check_option_names("loss_options", self.loss_name, self.loss_options, choices.LOSS_OPTIONS[self.loss_name])
+        if (loss := self.known_loss) is not None:  # else known once the model is resolved (checked again then)
+            _check_option_names("loss_options", loss, self.loss_options, choices.LOSS_OPTIONS[loss])
         self._check_miner()
         allowed = choices.SCHEDULER_OPTIONS[self.scheduler]
         _check_option_names("scheduler_options", f"scheduler {self.scheduler}", self.scheduler_options, allowed)
         k = cut_off(self.monitor)
         if k is not None and k not in self.eval_ks:
             raise FieldError("monitor", f"{self.monitor!r} needs its cut-off in eval_ks ({self.eval_ks})")
+        named = expected_modality(self.model)
+        if self.model_modality is not None and named is not None and self.model_modality != named:
+            raise FieldError("model_modality", f"{self.model!r} takes {named}, not {self.model_modality}")
         locking = self.model_options.locking()
-        if locking and expected_modality(self.model) != "text-image":
+        if locking and self.whole_modality not in ("text-image", None):
             raise ValueError(f"model_options {', '.join(locking)}: only for CLIP models, not {self.model!r}")
         self._check_trainable()
         return self
@@ -296,15 +314,37 @@ class FitSettings(BaseModel):
             )
 
     @property
+    def whole_modality(self) -> str | None:
+        """What the whole model takes (before ``select_model`` picks a tower): the service's resolution, else what
+        the name alone says; None while neither is known."""
+        return self.model_modality or expected_modality(self.model)
+
+    @property
     def modality(self) -> str:
-        """What the model takes: text, image, vector or text-image (pairs)."""
-        return expected_modality(self.model, self.model_options.select_model)
+        """What the model takes: text, image, vector or text-image (pairs). A name only the service can resolve (a
+        Hugging Face id, a stored model, a run) has none until it did: :class:`ConfigError`."""
+        if self.model_options.select_model is not None:
+            return expected_modality(self.model, self.model_options.select_model)
+        modality = self.whole_modality
+        if modality is None:
+            raise ConfigError(
+                f"model {self.model!r}: what it takes (text, image, text-image) is known once the service resolves "
+                "it: log in to a Flow (finetuner.login) so that it can, or set model_modality"
+            )
+        return modality
 
     @property
     def loss_name(self) -> str:
         """The loss named, else the default for what the model takes: text-image pairs or labeled items (a fit's
         data settles it for query-document and scored pairs: data.fit_settings)."""
         return self.loss_for(TEXT_IMAGE if self.modality == "text-image" else LABELED)
+
+    @property
+    def known_loss(self) -> str | None:
+        """:attr:`loss_name`, or None while the model's modality (which picks the default loss) is not known."""
+        if self.loss is None and self.model_options.select_model is None and self.whole_modality is None:
+            return None
+        return self.loss_name
 
     def loss_for(self, shape: str) -> str:
         """The loss named, else the default loss for data of ``shape`` (``finetuner_protocol.shapes``)."""

@@ -150,7 +150,7 @@ class FinetunerEvaluator(Executor):
             if ref.run_id:
                 loaded[key] = load_model(self._artifact(ref.run_id), self.device)
             else:
-                loaded[key] = build_model(ref.model, ref.model_options, self.device)
+                loaded[key] = build_model(ref.model, ref.model_options, self.device, store=self.home.models)
         return loaded[key]
 
     def _artifact(self, run_id: str):

@@ -20,7 +20,15 @@ from finetuner_protocol.data.csv_reader import CSVOptions
 from finetuner_protocol.model_options import FieldError
 from finetuner_protocol.settings import ConfigError, FitSettings, validate_settings
 
-__all__ = ["CSVOptions", "ConfigError", "FitConfig", "check_optimizer", "check_runtime", "parse_fit_config"]
+__all__ = [
+    "SERVICE_FIELDS",
+    "CSVOptions",
+    "ConfigError",
+    "FitConfig",
+    "check_optimizer",
+    "check_runtime",
+    "parse_fit_config",
+]
 
 
 def optimizer_names() -> list[str]:
@@ -32,16 +40,25 @@ def optimizer_names() -> list[str]:
     )
 
 
+SERVICE_FIELDS = ("model_source",)  # FitConfig's fields the trainer sets, never a request
+
+
 class FitConfig(FitSettings):
     """:class:`FitSettings` with the checks that build what they name: each option is tried where it is given."""
 
     distributed: DistributedSetting = Field(
         default_factory=DistributedOptions, description=FitSettings.model_fields["distributed"].description
     )
+    model_source: dict[str, Any] | None = Field(
+        None,
+        description="set by the trainer, never by a request: where the model's weights come from (name, id, kind, "
+        "family, revision: models.resolve's record; kind 'run': an earlier run's artifact, with its digest and base)",
+    )
 
     @model_validator(mode="after")
     def _works(self) -> FitConfig:
-        _checked("loss_options", losses.check_options, losses.LOSSES, self.loss_name, self.loss_options)
+        if (loss := self.known_loss) is not None:  # else checked when the model is resolved
+            _checked("loss_options", losses.check_options, losses.LOSSES, loss, self.loss_options)
         if self.miner is not None:
             _checked("miner_options", losses.check_options, losses.MINERS, self.miner, self.miner_options)
         _checked("scheduler_options", _check_schedule, self.scheduler, self.warmup_ratio, self.scheduler_options)

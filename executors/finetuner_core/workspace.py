@@ -1,10 +1,11 @@
 """The trainer's workspace: one folder holding users, datasets and runs, shared by the Flow's executors.
 
-It sits above the stores it opens: storage (users, datasets) and runs (runs.store).
+It sits above the stores it opens: storage (users, datasets, models) and runs (runs.store).
 
     <workspace>/users.db     users and their token digests (storage.users)
     <workspace>/datasets/    uploaded datasets (storage.datasets)
     <workspace>/runs/        runs (runs.store)
+    <workspace>/models/      models an operator pulled or imported (storage.models)
 
 The folder is an executor's ``workspace_dir`` setting, else ``$FINETUNER_WORKSPACE``, else ``./workspace``.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from finetuner_core.runs.store import RunStore
 from finetuner_core.storage.database import Database
 from finetuner_core.storage.datasets import DatasetStore
+from finetuner_core.storage.models import MODELS_FOLDER, ModelStore
 from finetuner_core.storage.users import UserStore
 
 WORKSPACE_VARIABLE = "FINETUNER_WORKSPACE"
@@ -53,6 +55,10 @@ class Workspace:
         store = DatasetStore(self.root / "datasets", self.max_dataset_bytes)
         owners_to_ids(store.db, ("datasets",), self.users)
         return store
+
+    @cached_property
+    def models(self) -> ModelStore:
+        return ModelStore(self.root / MODELS_FOLDER)
 
 
 def owners_to_ids(db: Database, tables: tuple[str, ...], users: UserStore) -> None:

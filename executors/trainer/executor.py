@@ -7,6 +7,7 @@ thread then evaluates the base model, trains, evaluates again and saves the arti
 
 - ``/datasets/begin`` ``/datasets/upload`` ``/datasets/commit`` ``/datasets/list`` ``/datasets/delete``
 - ``/config/check`` (a fit's settings, checked before the client uploads its data)
+- ``/models/describe`` (what model names stand for and where their weights would come from)
 - ``/fit`` (``train_dataset`` / ``eval_dataset`` ids, or the data as documents)
 - ``/runs/status`` ``/runs/logs`` ``/runs/metrics`` ``/runs/list`` ``/runs/cancel`` ``/runs/delete``
   ``/runs/artifact``
@@ -19,8 +20,9 @@ from docarray import DocList
 from jina import Executor, requests
 
 from finetuner_core.config import FitConfig, check_runtime
-from finetuner_core.fit_request import fit_config
+from finetuner_core.fit_request import describe_run, fit_config, with_resolved_model
 from finetuner_core.in_thread import in_thread
+from finetuner_core.models.describe import describe, describe_catalogue
 from finetuner_core.parent import stop_with_parent
 from finetuner_core.runs.artifact import read_chunk, read_manifest
 from finetuner_core.runs.queue import RunQueue
@@ -38,6 +40,7 @@ from finetuner_protocol.answers import (
     ExperimentDeleted,
     ExperimentList,
     ExperimentRecord,
+    ModelsDescribed,
     RunDeleted,
     RunInfo,
     RunList,
@@ -48,11 +51,13 @@ from finetuner_protocol.answers import (
 )
 from finetuner_protocol.data.checks import check_dataset, check_fit_splits
 from finetuner_protocol.data.intake import parse_data, parse_fit_data
+from finetuner_protocol.ids import is_run_id
 from finetuner_protocol.params import (
     ArtifactParams,
     BeginParams,
     CommitParams,
     DeleteDatasetParams,
+    DescribeModelsParams,
     EndpointParams,
     ExperimentParams,
     FitParams,
@@ -79,6 +84,7 @@ class FinetunerTrainer(Executor):
         suspend_timeout_s: float = 120.0,
         model_roots: list[str] | None = None,
         distributed: dict | None = None,
+        allow_downloads: bool | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,6 +99,7 @@ class FinetunerTrainer(Executor):
         self.suspend_timeout_s = suspend_timeout_s
         self.model_roots = backbones.model_roots(model_roots)  # folders whose models a request may name
         self.distributed = operator_settings(distributed)  # the rendezvous of runs that span several machines
+        self.allow_downloads = allow_downloads  # False: never download a model (None: the environment decides)
 
     def _user(self, parameters: dict) -> User:
         return self.home.users.authenticate(request_token(parameters))
@@ -108,15 +115,20 @@ class FinetunerTrainer(Executor):
         params = parse_params(model, parameters)
         return self.store.require(params.run_id, owner), params
 
-    def _fit_config(self, raw: dict) -> FitConfig:
+    def _fit_config(self, raw: dict, user: User) -> FitConfig:
         """A fit's configuration as this trainer runs it: models from allowed places, the operator's rendezvous,
         and settings this machine can train with; the model available here."""
-        config = fit_config(raw, self.model_roots)
+        config = fit_config(raw, self.model_roots, self.store, None if user.admin else user.id)
         distributed = for_request(config.distributed, self.distributed)
         check_processes(distributed, config.device)
         check_runtime(config)
-        backbones.check_available(config.model, config.model_options.weights, config.model_options.pretrained)
+        config = with_resolved_model(config, **self._resolving())
         return config.model_copy(update={"distributed": distributed})
+
+    def _resolving(self) -> dict:
+        """How this trainer resolves a model a request names: the workspace's model store, under its model roots,
+        downloads as allowed."""
+        return {"roots": self.model_roots, "allow_download": self.allow_downloads, "store": self.home.models}
 
     @requests(on=endpoints.DATASETS_BEGIN)
     @in_thread
@@ -131,7 +143,7 @@ class FinetunerTrainer(Executor):
         """One batch of a dataset (the validator has checked its rows)."""
         user = self._user(parameters)
         params = parse_params(UploadParams, parameters)
-        config, batch = fit_config(params.config, self.model_roots), params.dataset
+        config, batch = self._fit_config(params.config, user), params.dataset
         records = parse_data(docs, config.modality, config.csv_options, whole=False)["train"]
         stored = self.datasets.put_batch(batch.id, user.id, batch.index, records, batch.items, batch.sha256)
         return answer_docs(DatasetRecord, stored)
@@ -164,16 +176,33 @@ class FinetunerTrainer(Executor):
     @in_thread
     def check_config(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         """A fit's settings checked as ``/fit`` checks them, before the client sends any data."""
-        self._user(parameters)
-        config = self._fit_config(parse_params(WithConfig, parameters).config)
+        user = self._user(parameters)
+        config = self._fit_config(parse_params(WithConfig, parameters).config, user)
         return answer_docs(ConfigChecked, {"config": config.model_dump(mode="json", exclude={"distributed"})})
+
+    @requests(on=endpoints.MODELS_DESCRIBE)
+    @in_thread
+    def describe_models(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
+        """The named models (or the whole catalogue): what each is and where its weights would come from."""
+        user = self._user(parameters)
+        params = parse_params(DescribeModelsParams, parameters)
+        if params.names is None:
+            return answer_docs(ModelsDescribed, {"models": describe_catalogue(**self._resolving())})
+        owner = None if user.admin else user.id
+        rows = [
+            describe_run(name, self.store, owner)
+            if is_run_id(name)
+            else describe(name, params.model_options, **self._resolving())
+            for name in params.names
+        ]
+        return answer_docs(ModelsDescribed, {"models": rows})
 
     @requests(on=endpoints.FIT)
     @in_thread
     def fit(self, docs: Docs, parameters: dict, **kwargs) -> Docs:
         user = self._user(parameters)
         params = parse_params(FitParams, parameters)
-        config = self._fit_config(params.config)
+        config = self._fit_config(params.config, user)
         if len(docs):
             splits = parse_fit_data(docs, config)
         else:

@@ -10,13 +10,15 @@ checks the whole dataset when its last batch is stored). Every request needs a v
 from docarray import DocList
 from jina import Executor, requests
 
+from finetuner_core.config import FitConfig
 from finetuner_core.evaluation.endpoint import check_model_sources, model_specs
 from finetuner_core.evaluation.options import parse_evaluation_options
 from finetuner_core.evaluation.pairs import check_eval_data
 from finetuner_core.evaluation.request import eval_set_from_docs, is_retrieval_request
-from finetuner_core.fit_request import fit_config
+from finetuner_core.fit_request import fit_config, with_resolved_model
 from finetuner_core.in_thread import in_thread
 from finetuner_core.parent import stop_with_parent
+from finetuner_core.storage.users import User
 from finetuner_core.training.distributed_options import for_request
 from finetuner_core.workspace import Workspace, workspace_root
 from finetuner_protocol import backbones, endpoints
@@ -29,14 +31,23 @@ class FinetunerValidator(Executor):
     def __init__(self, workspace_dir: str = "", model_roots: list[str] | None = None, **kwargs):
         super().__init__(**kwargs)
         stop_with_parent()  # no orphan outlives the Flow
-        self.users = Workspace(workspace_root(workspace_dir)).users
+        self.home = Workspace(workspace_root(workspace_dir))
+        self.users = self.home.users
         self.model_roots = backbones.model_roots(model_roots)  # folders whose models a request may name
+
+    def _fit_config(self, raw: dict, user: User) -> FitConfig:
+        """A request's fit configuration; a model only the resolver can place (a Hugging Face id, a stored model)
+        resolved as the trainer does, to know what its data must hold."""
+        config = fit_config(raw, self.model_roots, self.home.runs, None if user.admin else user.id)
+        if config.whole_modality is None:
+            config = with_resolved_model(config, roots=self.model_roots, store=self.home.models)
+        return config
 
     @requests(on=endpoints.FIT)
     @in_thread
     def fit(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
-        self.users.authenticate(request_token(parameters))
-        config = fit_config(parse_params(FitParams, parameters).config, self.model_roots)
+        user = self.users.authenticate(request_token(parameters))
+        config = self._fit_config(parse_params(FitParams, parameters).config, user)
         for_request(config.distributed, {})  # other machines' addresses are the operator's, not a fit's
         if not len(docs):
             return docs  # the data are stored datasets, named in the parameters
@@ -45,8 +56,8 @@ class FinetunerValidator(Executor):
     @requests(on=endpoints.DATASETS_UPLOAD)
     @in_thread
     def upload(self, docs: DocList[FinetunerDoc], parameters: dict, **kwargs) -> DocList[FinetunerDoc]:
-        self.users.authenticate(request_token(parameters))
-        config = fit_config(parse_params(UploadParams, parameters).config, self.model_roots)
+        user = self.users.authenticate(request_token(parameters))
+        config = self._fit_config(parse_params(UploadParams, parameters).config, user)
         return record_docs(parse_data(docs, config.modality, config.csv_options, whole=False))
 
     @requests(on=endpoints.EVALUATE)

@@ -10,6 +10,7 @@ from sentence_transformers import SentenceTransformer
 
 import finetuner
 from conftest import banking77_slice
+from finetuner_protocol.backbones import ModelNotAvailableError
 
 
 class LabeledDoc(BaseDoc):
@@ -79,8 +80,8 @@ def test_a_bad_csv_comes_back_as_one_clear_error(flow, tmp_path):
 
 def test_bad_configuration_and_unknown_runs_are_refused(flow, tmp_path):
     path = write_csv(tmp_path / "ok.csv", [("a", "x"), ("b", "x"), ("c", "y"), ("d", "y")])
-    with pytest.raises(finetuner.ServerError, match="not available offline"):
-        finetuner.fit(model="org/model-not-here", train_data=str(path))
+    with pytest.raises(ModelNotAvailableError, match="^model 'org/model-not-here': no such model on the Hugging Face"):
+        finetuner.fit(model="org/model-not-here", train_data=str(path))  # the Flow may download: it asked the Hub
     with pytest.raises(finetuner.ServerError, match="not found"):
         finetuner.get_run("0123456789abcdef")
     with pytest.raises(ValueError, match="unknown loss"):

@@ -123,9 +123,11 @@ def test_the_validator_and_evaluator_refuse_bad_parameters_naming_them(validator
 def test_a_server_path_is_refused_as_model_weights_or_image(trainer, validator, evaluator, token, workspace):
     other = user_token(workspace, "mallory")
     refused = [
-        ({"model": "/etc/passwd"}, "model '/etc/passwd' is not available offline: it is not a registered model, "),
-        ({"model": "/etc"}, "local paths must lie under the operator's model roots \\(none set\\)"),
-        ({"model": str(workspace / "runs")}, "not a registered model"),
+        ({"model": "/etc/passwd"}, "model '/etc/passwd' names a path on the server outside the operator's model "),
+        ({"model": "/etc"}, "outside the operator's model roots \\(none set\\)"),
+        ({"model": str(workspace / "runs")}, "names a path on the server"),
+        ({"model": "../../etc"}, "names a path on the server"),
+        ({"model": "~/.ssh"}, "names a path on the server"),
         ({"model": "timm/resnet50", "model_options": {"weights": "/etc/passwd"}}, "model_options.weights '/etc/pa"),
     ]
     calls = [(trainer.fit, "config"), (validator.fit, "config"), (evaluator.evaluate, "config")]

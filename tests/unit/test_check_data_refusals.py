@@ -43,9 +43,8 @@ def test_an_eval_file_with_one_class_is_named_as_eval_data(files):
     with pytest.raises(DataError) as refused:
         finetuner.check_data(str(files / "train.csv"), str(files / "eval.csv"))
     assert str(refused.value) == expected
-    with pytest.raises(DataError) as refused:  # before any login or upload: no Flow is needed to refuse it
-        finetuner.fit(train_data=str(files / "train.csv"), eval_data=str(files / "eval.csv"))
-    assert str(refused.value) == expected
+    with pytest.raises(finetuner.NotLoggedInError):  # fit has the Flow resolve the model before it reads data
+        finetuner.fit(train_data=str(files / "train.csv"), eval_data=str(files / "missing.csv"))
 
 
 def test_eval_ks_beyond_the_eval_data_are_refused_with_the_largest_k_allowed(files):
@@ -61,9 +60,16 @@ def test_eval_ks_beyond_the_eval_data_are_refused_with_the_largest_k_allowed(fil
     )
 
 
-def test_fit_refuses_data_for_the_wrong_model_before_it_needs_a_flow(files):
+def test_check_data_refuses_data_for_the_wrong_model_without_a_flow(files):
     with pytest.raises(DataError, match="names no image"):
-        finetuner.fit("efficientnet-lite0", train_data=str(files / "train.csv"))
+        finetuner.check_data(str(files / "train.csv"), model="efficientnet-lite0")
+
+
+def test_a_name_only_a_flow_can_resolve_is_refused_without_one_saying_so(files):
+    with pytest.raises(ModelNotAvailableError, match="only a Flow resolves other names .* or set model_modality"):
+        finetuner.check_data(str(files / "train.csv"), model="BAAI/bge-small-en-v1.5")
+    described = finetuner.check_data(str(files / "train.csv"), model="BAAI/bge-small-en-v1.5", model_modality="text")
+    assert described["train"]["items"] == 4
 
 
 def test_stored_eval_datasets_are_checked_as_eval_data():

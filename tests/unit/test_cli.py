@@ -326,3 +326,47 @@ def test_check_reads_data_without_a_flow_and_lists_every_problem(capsys, tmp_pat
     code, _, err = run(capsys, "check", "--train-data", str(good), "--loss", "NoSuchLoss")
     assert code == cli.USAGE
     assert_one_error_line(err, "unknown loss 'NoSuchLoss'")
+
+
+def test_models_import_list_and_delete_manage_the_workspace_s_store(capsys, tmp_path):
+    workspace, model = str(tmp_path / "workspace"), tmp_path / "tiny"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert"}')
+    code, out, err = run(capsys, "models", "import", str(model), "--name", "acme/tiny", "--workspace", workspace)
+    assert code == 0 and err == "" and out.startswith("acme/tiny: sha256:")
+    assert Workspace(workspace).models.lookup("acme/tiny") is not None
+    code, out, _ = run(capsys, "models", "list", "--workspace", workspace)
+    header, row = out.splitlines()
+    assert header.split() == ["name", "family", "revision", "size", "origin", "created"]
+    assert row.split()[:2] == ["acme/tiny", "sentence-transformers"] and " tiny " in row
+    code, out, _ = run(capsys, "models", "list", "-q", "--workspace", workspace)
+    assert code == 0 and out.split() == ["acme/tiny"]
+    code, out, _ = run(capsys, "models", "delete", "acme/tiny", "--workspace", workspace)
+    assert code == 0 and out.strip() == "deleted acme/tiny"
+    code, _, err = run(capsys, "models", "delete", "acme/tiny", "--workspace", workspace)
+    assert code == 1
+    assert_one_error_line(err, "'acme/tiny' is not in the store")
+
+
+def test_models_commands_refuse_in_one_line(capsys, tmp_path, monkeypatch):
+    workspace = str(tmp_path / "workspace")
+    code, _, err = run(capsys, "models", "import", str(tmp_path), "--name", "../up", "--workspace", workspace)
+    assert code == 1
+    assert_one_error_line(err, "model name '../up'")
+    code, _, err = run(capsys, "models", "import", str(tmp_path), "--name", "acme/x", "--workspace", workspace)
+    assert code == 1
+    assert_one_error_line(err, "holds the model store")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(
+        capsys, "models", "import", str(tmp_path / "empty"), "--name", "acme/x", "--workspace", workspace
+    )
+    assert code == 1
+    assert_one_error_line(err, "does not look like a model")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run(capsys, "models", "pull", "acme/nowhere", "--workspace", workspace)
+    assert code == 1
+    assert_one_error_line(err, "'acme/nowhere'", "nothing may be downloaded")
+    code, _, err = run(capsys, "models", "pull", "--workspace", workspace)
+    assert code == cli.USAGE

@@ -4,6 +4,7 @@ exports ONNX and writes its model-card text; no family name is compared anywhere
 import ast
 import inspect
 import json
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from finetuner_core.models.base import CONFIG_FILE
 from finetuner_core.models.onnx_export import export_onnx
 from finetuner_core.runs.model_card import write_model_card
 from finetuner_protocol.backbones import FOLDER_FAMILY, NAME_PREFIXES, backbone_family, list_backbones
+from unit.test_library_weights import write_tiny_hf_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "executors" / "finetuner_core" / "models" / "families"
@@ -24,6 +26,7 @@ TEXTS = ["where is my card", "the exchange rate looks wrong today", "refund"]
 IMAGES = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(3)]
 VECTORS = [np.linspace(-1, 1, 6, dtype=np.float32) * i for i in (1, 2, -1)]
 
+TINY_HF_CLIP = tempfile.mkdtemp(prefix="tiny-hf-clip-")  # a folder the fixture fills with a tiny transformers CLIP
 # Per family: a packaged or tiny model, and its inputs in the order of its ONNX files (one group per file).
 EXAMPLES: dict[str, tuple[str, dict, list[list]]] = {
     "sentence-transformers": ("all-MiniLM-L6-v2", {"output_dim": 16}, [TEXTS]),
@@ -31,6 +34,7 @@ EXAMPLES: dict[str, tuple[str, dict, list[list]]] = {
     "torchvision": ("efficientnet_b0", {"pretrained": False, "image_size": 32}, [IMAGES]),
     "open_clip": ("lit-minilm-efficientnet-lite0", {"image_size": 32}, [TEXTS, IMAGES]),
     "mlp": ("mlp", {"input_dim": 6, "hidden_dims": [8]}, [VECTORS]),
+    "transformers-clip": (TINY_HF_CLIP, {"output_dim": 8}, [TEXTS, IMAGES]),
 }
 
 
@@ -39,6 +43,8 @@ def saved(request, tmp_path_factory) -> tuple[str, EmbeddingModel, Path]:
     """A model of each family, built by name and saved: (family, model, folder)."""
     family = request.param
     name, options, _ = EXAMPLES[family]
+    if name == TINY_HF_CLIP:
+        write_tiny_hf_clip(Path(name))
     model = build_model(name, options, "cpu").eval()
     return family, model, model.save(tmp_path_factory.mktemp(family) / "model")
 

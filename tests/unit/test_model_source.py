@@ -17,8 +17,10 @@ from finetuner_protocol.backbones import ModelSourceError, check_model_source, m
 def test_registered_names_pass_and_paths_need_a_root(tmp_path):
     for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "timm/resnet50", "openclip/RN50"):
         check_model_source(name, None, [])
-    with pytest.raises(ModelSourceError, match=r"^model '/etc/passwd' is not available offline: .*\(none set\)$"):
+    with pytest.raises(ModelSourceError, match=r"^model '/etc/passwd' names a path on the server outside"):
         check_model_source("/etc/passwd", None, [])
+    for name in ("BAAI/bge-small-en-v1.5", "bert-base-en", "resnet50::IMAGENET1K_V2", "hf-hub:laion/x"):
+        check_model_source(name, None, [])  # not paths: the resolver places them
     root = tmp_path / "models"
     (root / "mine").mkdir(parents=True)
     (root / "weights.pt").write_bytes(b"")

@@ -10,11 +10,12 @@ from finetuner_core.models import (
     ModelNotAvailableError,
     ModelOptions,
     build_model,
-    check_available,
     list_backbones,
     load_model,
 )
 from finetuner_core.models.freeze import layer_groups
+from finetuner_core.models.resolve import resolve_model
+from finetuner_protocol.backbones import check_name
 
 IMAGE = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
 VECTOR = np.linspace(-1, 1, 12, dtype=np.float32)
@@ -124,15 +125,23 @@ def test_freeze_exactly_the_requested_groups_and_is_safe_to_repeat():
         model.apply_freeze(["nope"])
 
 
-def test_unavailable_models_fail_with_an_offline_message(tmp_path):
+def test_unavailable_models_fail_with_an_offline_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # an empty cache
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailableError, match="'bert-base-uncased' is not available offline"):
-        check_available("bert-base-uncased")
-    with pytest.raises(ModelNotAvailableError, match="no packaged weights.*'pretrained': False"):
-        check_available("resnet50")
+        resolve_model("bert-base-uncased")
+    with pytest.raises(ModelNotAvailableError, match="resnet50"):
+        resolve_model("resnet50")  # torchvision's default weights: not in the torch hub cache
     with pytest.raises(ModelNotAvailableError, match="not found"):
-        check_available("resnet50", weights=str(tmp_path / "missing.pth"))
+        resolve_model("resnet50", {"weights": str(tmp_path / "missing.pth")})
     with pytest.raises(ModelNotAvailableError, match="unknown open_clip architecture"):
         build_model("openclip/NoSuchArch", {"pretrained": False})
+    for name in ("no such model", "a/b/c", "org/x/../y"):
+        with pytest.raises(ModelNotAvailableError):
+            check_name(name)
+    for name in ("BAAI/bge-small-en-v1.5", "timm/resnet50.a1_in1k", "resnet50::IMAGENET1K_V2", "hf-hub:laion/x"):
+        check_name(name)  # well formed: whether it is available is the resolver's to say
 
 
 def test_local_weights_file_is_loaded(tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from huggingface_hub import scan_cache_dir
 
-from finetuner_core.models import build_model
+from finetuner_core.models import build_model, get_family
 from finetuner_core.models.hub import hub_cache_dir
 from finetuner_core.models.resolve import (
     CACHE,
@@ -59,7 +59,7 @@ FINETUNER_NAMES = {
     "efficientnet-large": "efficientnet_b7",
     "clip-base-en": "openai/clip-vit-base-patch32",
     "clip-large-en": "openai/clip-vit-large-patch14",
-    "clip-base-multi": "openclip/xlm-roberta-base-ViT-B-32",
+    "clip-base-multi": "openclip/xlm-roberta-base-ViT-B-32::laion5b_s13b_b90k",
 }
 PLAIN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
@@ -135,6 +135,7 @@ def test_an_id_in_the_cache_resolves_to_its_snapshot_and_commit(offline):
         "kind": CACHE,
         "family": "sentence-transformers",
         "revision": COMMIT,
+        "license": "apache-2.0",  # the model card's front matter
     }
 
 
@@ -177,6 +178,7 @@ def test_an_id_nowhere_here_is_refused_in_one_line_saying_what_to_do(offline):
 
 def test_the_hub_is_asked_only_where_downloads_are_allowed(offline, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.delenv("FINETUNER_DOWNLOADS", raising=False)
     source = resolve_model("acme/not-there")  # resolving downloads nothing: it says where the weights would come from
     assert (source.kind, source.path, source.revision) == (HUB, None, None)
@@ -208,16 +210,18 @@ def test_a_folder_is_a_source_and_a_request_may_name_one_only_under_the_model_ro
         resolve_model(str(folder), roots=[tmp_path])
 
 
-def test_the_other_libraries_names_keep_their_rules():
+def test_the_other_libraries_names_resolve_to_their_weights_or_a_random_init(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert resolve_model("resnet50", {"pretrained": False}).kind == LIBRARY
-    with pytest.raises(ModelNotAvailableError, match="no packaged weights"):
+    with pytest.raises(ModelNotAvailableError, match=r"resnet50-11ad3fa6\.pth\) are not in the torch hub cache"):
         resolve_model("resnet-base")
 
 
-def test_a_clip_checkpoint_in_the_cache_is_refused_until_a_family_builds_it(offline):
-    assert resolve_model("acme/some-clip").family == "transformers-clip"
-    with pytest.raises(ModelNotAvailableError, match="is a transformers-clip model, which no family builds yet"):
-        build_model("acme/some-clip", device="cpu")
+def test_a_clip_checkpoint_in_the_cache_is_for_the_transformers_clip_family(offline):
+    """(Building one: tests/unit/test_library_weights.py.)"""
+    family = resolve_model("acme/some-clip").family
+    assert family == "transformers-clip" and get_family(family).builds_hub_ids
 
 
 @pytest.mark.parametrize("alias", sorted(FINETUNER_NAMES))
@@ -237,6 +241,6 @@ def test_describe_models_lists_finetuner_names_with_what_they_stand_for(capsys):
     import finetuner
 
     rows = finetuner.describe_models(aliases=True)
-    stands_for = {row["name"]: row["stands_for"] for row in rows if "stands_for" in row}
+    stands_for = {row["name"]: row["stands_for"] for row in rows if row["stands_for"]}
     assert stands_for == FINETUNER_NAMES
     assert "sbert-base-en" in capsys.readouterr().out

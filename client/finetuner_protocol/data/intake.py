@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from finetuner_protocol.backbones import expected_modality
 from finetuner_protocol.data.content_modality import check_image_column, check_text_columns
 from finetuner_protocol.data.csv_reader import CSVOptions, read_csv_rows
 from finetuner_protocol.data.errors import DataError, Problem
@@ -40,7 +39,7 @@ def parse_fit_data(docs, config) -> dict[str, list[Item]]:
     the monitor must suit the data's shape (a fit without a loss gets the shape's default in ``config.loss``), and
     evaluation data must be large enough to be scored at every k of ``config.eval_ks`` (``settle_fit``).
     """
-    modality = expected_modality(config.model, config.model_options.select_model)
+    modality = config.modality
     min_items = 2 if config.sampler == "class" else 1
     splits = parse_data(docs, modality, config.csv_options, min_items_per_class=min_items, model=config.model)
     settle_fit(config, splits)

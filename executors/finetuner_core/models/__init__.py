@@ -6,7 +6,6 @@ from finetuner_core.models.families import FAMILIES, get_family, list_families
 from finetuner_protocol.backbones import (
     BackboneSpec,
     ModelNotAvailableError,
-    check_available,
     list_backbones,
 )
 from finetuner_protocol.model_options import ModelOptions
@@ -18,7 +17,6 @@ __all__ = [
     "ModelNotAvailableError",
     "ModelOptions",
     "build_model",
-    "check_available",
     "get_family",
     "list_backbones",
     "list_families",

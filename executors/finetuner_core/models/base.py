@@ -42,6 +42,7 @@ class EmbeddingModel(ABC, nn.Module):
     family: ClassVar[str]  # the key of the family table and the ``family`` of ``finetuner.json``
     library: ClassVar[str] = "pytorch"  # the library that loads a saved model (the model card's ``library_name``)
     builds_hub_ids: ClassVar[bool] = False  # builds a model from a Hugging Face id's folder (``models.resolve``)
+    adds_projection: ClassVar[bool] = False  # a saved model of the family takes a new projection (add_projection)
     modality = "text"
 
     def __init__(self, name: str, options: ModelOptions):

@@ -1,12 +1,14 @@
 """Where a model's weights come from: a name becomes a resolved source, the local copies first.
 
 The order: **packaged** (the packaged MiniLM and EfficientNet-Lite0, and the two-tower model built from both) ->
-a **folder** on this machine (where a request names it, only under the operator's model roots:
-``backbones.check_model_source``) -> the Hugging Face **cache** (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, read
-when called, through huggingface_hub's own lookup) -> the **hub**, only when downloads are allowed
-(:func:`downloads_allowed`: ``HF_HUB_OFFLINE`` unset, ``$FINETUNER_DOWNLOADS`` not off, and no setting forbids
-them). The registered names of the other libraries (torchvision, timm, open_clip, the MLP) are built by their
-family from a weights file or at random init (kind ``library``), as before.
+the workspace's model **store** (``storage.models``, where the caller passes it) -> a **folder** on this machine
+(where a request names it, only under the operator's model roots: ``backbones.check_model_source``) -> the
+Hugging Face **cache** (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, read when called, through huggingface_hub's own
+lookup) -> the **hub**, only when downloads are allowed (:func:`downloads_allowed`: ``HF_HUB_OFFLINE`` unset,
+``$FINETUNER_DOWNLOADS`` not off, and no setting forbids them). The names of the image and CLIP libraries
+(``timm/...``, torchvision models and their weights enums, ``openclip/...``, ``hf-hub:...``) resolve to their
+library's pretrained weights in its own cache, or a download (``models.library``); a ``weights`` file or
+``pretrained=False`` (and the MLP) is kind ``library``.
 
 A Finetuner model name (``bert-base-en``, ...) resolves as the id it stands for (``backbones.FINETUNER_ALIASES``).
 The result records the kind, the local path and the revision: the cache's commit hash, or the sha256 digest of the
@@ -16,16 +18,29 @@ packaged or local files.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from finetuner_core.models.hub import (
+    Progress,
     cached_snapshot,
     download,
     downloads_allowed,
     is_hub_id,
     snapshot_family,
+)
+from finetuner_core.models.library import download_library, library_family, resolve_library
+from finetuner_core.models.source import (
+    CACHE,
+    FOLDER,
+    HUB,
+    LIBRARY,  # noqa: F401 - kinds and digests are read from here too
+    PACKAGED,
+    SOURCE_KINDS,  # noqa: F401
+    STORE,
+    ResolvedModel,
+    file_digest,
+    folder_digest,
 )
 from finetuner_protocol.backbones import (
     BACKBONES,
@@ -35,37 +50,26 @@ from finetuner_protocol.backbones import (
     ModelNotAvailableError,
     backbone_family,
     canonical,
-    check_available,
     check_model_source,
     efficientnet_lite0_path,
-    is_registered,
+    looks_like_path,
     minilm_path,
     unavailable_advice,
 )
 from finetuner_protocol.model_options import ModelOptions
 
-PACKAGED, FOLDER, CACHE, HUB, LIBRARY = "packaged", "folder", "cache", "hub", "library"
-SOURCE_KINDS = (PACKAGED, FOLDER, CACHE, HUB, LIBRARY)
 
+class StoredRecord(Protocol):
+    """What the resolver reads of a stored model's record (``storage.models.StoredModel``)."""
 
-@dataclass(frozen=True)
-class ResolvedModel:
-    """Where the weights of ``id`` (the name asked for, aliases followed) come from.
-
-    ``kind``: one of :data:`SOURCE_KINDS`; ``path``: the local folder or file (None: nothing local yet, a download
-    is needed, or a random init); ``revision``: the cache's commit hash or ``sha256:<hex>`` of the local files
-    (None when not computed, or nothing to digest); ``family``: the family that builds it."""
-
-    name: str
-    id: str
-    kind: str
     family: str
-    path: Path | None = None
-    revision: str | None = None
+    revision: str
 
-    def record(self) -> dict[str, Any]:
-        """What a saved model's ``finetuner.json`` records about its source (the server's paths stay here)."""
-        return {key: value for key, value in asdict(self).items() if key != "path"}
+
+class StoredModels(Protocol):
+    """The workspace's model store (``storage.models.ModelStore``): a name's folder and record, or None."""
+
+    def lookup(self, name: str) -> tuple[Path, StoredRecord] | None: ...
 
 
 def resolve_model(
@@ -74,13 +78,16 @@ def resolve_model(
     roots: list[Path] | None = None,
     allow_download: bool | None = None,
     with_revision: bool = True,
+    store: StoredModels | None = None,
 ) -> ResolvedModel:
     """Where ``name``'s weights come from, without downloading anything.
 
     ``roots``: where a request names a folder, the operator's model roots it must lie under (None: local use, any
     folder); ``allow_download``: the trainer's setting (None: the environment decides, :func:`downloads_allowed`);
-    ``with_revision=False`` skips the digests. Raises :class:`ModelNotAvailableError` (one line, saying what to do)
-    when the model is nowhere here and may not be downloaded."""
+    ``with_revision=False`` skips the digests; ``store``: the workspace's model store, asked right after the
+    packaged models (kind ``store``: the stored folder, the revision its record keeps). Raises
+    :class:`ModelNotAvailableError` (one line, saying what to do) when the model is nowhere here and may not be
+    downloaded."""
     options = ModelOptions.model_validate(options or {})
     model_id = canonical(name)
 
@@ -89,13 +96,14 @@ def resolve_model(
 
     if model_id in (DEFAULT_TEXT_MODEL, DEFAULT_IMAGE_MODEL, DEFAULT_CLIP_MODEL):
         return _packaged(model_id, resolved, with_revision)
+    stored = store.lookup(model_id) if store is not None else None
+    if stored is not None:
+        return resolved(STORE, stored[1].family, stored[0], stored[1].revision)
     folder = Path(model_id).expanduser()
-    if is_registered(model_id):
-        check_available(model_id, options.weights, options.pretrained)  # weights file, or pretrained=False
-        weights = Path(options.weights) if options.weights is not None and options.pretrained else None
-        digest = file_digest(weights) if weights is not None and with_revision else None
-        return resolved(LIBRARY, backbone_family(model_id), weights, digest)
-    if folder.is_dir():
+    library = resolve_library(model_id, options, allow_download, with_revision, name)  # timm, torchvision, ...
+    if library is not None:
+        return library
+    if folder.is_dir() and (roots is None or looks_like_path(model_id)):  # a request names folders by path
         if roots is not None:
             check_model_source(model_id, None, roots)
         folder = folder.resolve()
@@ -125,43 +133,22 @@ def _packaged(model_id: str, resolved, with_revision: bool) -> ResolvedModel:
     return resolved(PACKAGED, family, None, revision)
 
 
-def fetch(resolved: ResolvedModel) -> ResolvedModel:
+def fetch(resolved: ResolvedModel, progress: Progress | None = None) -> ResolvedModel:
     """``resolved`` with its weights on this machine: a ``hub`` model is downloaded into the Hugging Face cache
-    (then it is the cache's, with its commit hash); anything else is returned as it is."""
+    (then it is the cache's, with its commit hash), a library's weights into that library's cache; ``progress`` is
+    told how far the download is (``Download`` log records, see ``hub.download``); anything else is returned as it
+    is."""
     if resolved.kind != HUB or resolved.path is not None:
         return resolved
-    path = download(resolved.id, resolved.name)
+    if library_family(resolved.id) is not None:  # timm, torchvision, open_clip weights: each library's own files
+        return download_library(resolved, progress)
+    path = download(resolved.id, resolved.name, progress)
     return ResolvedModel(resolved.name, resolved.id, HUB, snapshot_family(resolved.id, path), path, path.name)
 
 
-def local_path(name: str) -> Path:
+def local_path(name: str, progress: Progress | None = None) -> Path:
     """The local folder or file of ``name``'s weights (downloaded first where that is allowed and needed)."""
-    source = fetch(resolve_model(name, with_revision=False))
+    source = fetch(resolve_model(name, with_revision=False), progress)
     if source.path is None:
         raise ModelNotAvailableError(f"model {name!r} has no local weights ({source.kind})")
     return source.path
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of a file's bytes (kept for this process while its size and mtime stay the same)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _DIGESTS[key] = "sha256:" + digest.hexdigest()
-    return _DIGESTS[key]
-
-
-def folder_digest(folder: Path) -> str:
-    """``sha256:<hex>`` over a folder's files: each file's path relative to it and its digest, in path order."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    lines = "".join(f"{p.relative_to(folder).as_posix()}\0{file_digest(p)}\n" for p in files)
-    return "sha256:" + hashlib.sha256(lines.encode("utf-8")).hexdigest()

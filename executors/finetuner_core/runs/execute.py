@@ -14,13 +14,16 @@ from finetuner_core.callbacks.loggers import build_logger
 from finetuner_core.callbacks.stop import StopCallback
 from finetuner_core.callbacks.wiseft import WiSEFT
 from finetuner_core.evaluation.routines import evaluate_records
+from finetuner_core.models.base import EmbeddingModel
 from finetuner_core.models.build import build_model
 from finetuner_core.models.onnx_export import export_onnx
 from finetuner_core.runs.artifact import write_manifest
 from finetuner_core.runs.context import CHECKPOINT_FOLDER, RunContext
+from finetuner_core.runs.continuation import artifact_folder, is_run_source, load_continued
 from finetuner_core.runs.distributed import launch
 from finetuner_core.runs.model_card import data_summary, write_model_card
 from finetuner_core.runs.store import RunStore
+from finetuner_core.storage.models import workspace_models
 from finetuner_core.training.checkpoint import has_checkpoint
 from finetuner_core.training.distributed import DistributedModel, SharedStop, shared_batch_size
 from finetuner_core.training.loop import train
@@ -81,7 +84,7 @@ def _execute(run: RunContext) -> None:
     config, ranks = run.config, run.ranks
     run.log(Building(model=config.model, device=config.device))
     seed_everything(config.seed)  # new layers (projections, MLPs) start alike in every run and on every rank
-    model = build_model(config.model, config.model_options, config.device)
+    model = _model(run)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run.log(
         f"{model.family} {model.modality} model on {model.device}, {model.dim}-d embeddings, "
@@ -109,6 +112,22 @@ def _execute(run: RunContext) -> None:
     if not run.lead:
         return
     _finish(run, model, state)
+
+
+def _model(run: RunContext) -> EmbeddingModel:
+    """The model a run starts from: an earlier run's artifact (``runs.continuation``), or the model its name
+    resolves to. The lead records its source, revision included, in the run's config."""
+    config = run.config
+    if is_run_source(config.model_source):
+        folder = artifact_folder(run.folder, config.model_source["id"])
+        model = load_continued(folder, config, config.device)
+    else:
+        model = build_model(
+            config.model, config.model_options, config.device, store=workspace_models(run.folder), progress=run.log
+        )  # a download shows in the run's log as it goes
+    if run.lead and model.source and model.source != config.model_source:
+        run.records.set_model_source(run.run_id, model.source)
+    return model
 
 
 def _finish(run: RunContext, model, state) -> None:

@@ -1,5 +1,6 @@
 """The model card of a run's artifact: ``README.md`` with Hugging Face model-card front matter (library_name,
-tags, base_model, pipeline_tag), the base model, the data sizes and label counts, the loss and the
+tags, base_model, pipeline_tag), the base model (its id, where its weights came from, their revision, the licence
+its metadata declares; the run it continues), the data sizes and label counts, the loss and the
 hyperparameters, the metrics before and after training, and how to load the model with each library that can.
 """
 
@@ -15,6 +16,8 @@ import yaml
 from finetuner_core.config import FitConfig
 from finetuner_core.models.base import CONFIG_FILE, EmbeddingModel
 from finetuner_core.models.families import FAMILIES
+from finetuner_core.models.source import CACHE, HUB
+from finetuner_core.runs.continuation import RUN
 from finetuner_protocol.data.records import LABELED
 from finetuner_protocol.shapes import CORRELATION, SHAPES, Shape
 
@@ -79,6 +82,7 @@ def write_model_card(
     sections = [
         _front_matter(config, model, directory),
         _intro(config, model),
+        _source_section(_source(config, model)),
         _data_section(data_summary),
         _training_section(config, training),
         _metrics_section(metrics, SHAPES[shape]),
@@ -95,13 +99,49 @@ def _saved_model(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text("utf-8")) if path.exists() else {}
 
 
-def base_model_id(name: str) -> str | None:
-    """The Hugging Face id of a base model, when it has one (a local folder has none)."""
+def base_model_id(name: str, source: Mapping[str, Any] | None = None) -> str | None:
+    """The Hugging Face id of a base model, when it has one (a local folder has none): the id its ``source``
+    resolved to (the base of a continued run's), else what its name says."""
+    base = _base(source)
+    if base and base.get("kind") in (CACHE, HUB):
+        return base.get("id")
+    name = str((base or {}).get("id") or name)
     if name in HUB_IDS:
         return HUB_IDS[name]
-    if name.startswith("timm/"):
-        return name
+    if name.startswith(("timm/", "hf-hub:")):
+        return name.removeprefix("hf-hub:")
     return None
+
+
+def _source(config: FitConfig, model: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Where the model's weights came from: the saved model's record, else the run's config."""
+    return model.get("source") or config.model_source
+
+
+def _base(source: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The base model's source: a continued run's base, else ``source`` itself."""
+    if source and source.get("kind") == RUN:
+        return source.get("base")
+    return source
+
+
+def _source_section(source: Mapping[str, Any] | None) -> str:
+    if not source:
+        return ""
+    lines = ["## Base model", "", "| | |", "|---|---|"]
+    if source.get("kind") == RUN:
+        lines.append(f"| continued from run | `{source.get('id')}` (artifact `{source.get('revision')}`) |")
+    base = _base(source) or {}
+    hub_id = base_model_id(str(base.get("id") or ""), base)
+    rows = {
+        "model": base.get("id"),
+        "Hugging Face id": hub_id if hub_id != base.get("id") else None,
+        "source": base.get("kind"),
+        "revision": base.get("revision"),
+        "licence (as its metadata declares)": base.get("license"),
+    }
+    lines += [f"| {name} | `{value}` |" for name, value in rows.items() if value]
+    return "\n".join(lines) + "\n"
 
 
 def _onnx_files(directory: Path) -> list[str]:
@@ -114,7 +154,7 @@ def _front_matter(config: FitConfig, model: Mapping[str, Any], directory: Path) 
     tags += [family] if family and family not in tags else []
     tags += ["onnx"] if _onnx_files(directory) else []
     matter: dict[str, Any] = {"library_name": _family(model).library, "tags": tags}
-    if base := base_model_id(config.model):
+    if base := base_model_id(config.model, _source(config, model)):
         matter["base_model"] = base
     matter["pipeline_tag"] = PIPELINES.get(modality, "feature-extraction")
     return f"---\n{yaml.safe_dump(matter, sort_keys=False)}---\n"

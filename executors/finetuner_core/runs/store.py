@@ -174,6 +174,12 @@ class RunStore:
 
         return FitConfig.model_validate_json((self.path(run_id) / "config.json").read_text("utf-8"))
 
+    def set_model_source(self, run_id: str, source: dict[str, Any]) -> None:
+        """Record in the run's config where its model came from (known whole once the model is built: a
+        download's commit, a digest)."""
+        config = self.config(run_id).model_copy(update={"model_source": source})
+        atomic_write(self.path(run_id) / "config.json", json.dumps(config.model_dump(mode="json"), indent=2))
+
     def data(self, run_id: str, split: str) -> list[Item]:
         folder = self.path(run_id)
         path = folder / f"{split}.jsonl"

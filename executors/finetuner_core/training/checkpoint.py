@@ -38,6 +38,7 @@ FILE_NAME = "checkpoint.pt"
 PROGRESS = ("step", "epoch", "epoch_step", "loss", "learning_rate", "grad_norm", "elapsed_s", "skipped_steps")
 FREE_ON_RESUME = frozenset(
     {
+        "model_source",  # recorded by the run once its model is built (the revision), not a setting
         "run_name",
         "log_every",
         "eval_every_steps",

@@ -3,8 +3,10 @@
 Head removal is generic and structural, with no forward pass: timm models are built without a classifier
 (``num_classes=0, global_pool=""``) and give feature maps or tokens; for torchvision models the last
 ``nn.Linear`` in registration order is the classifier and becomes ``Identity``, and the last adaptive average
-pool can become GeM. Weights come from the packaged EfficientNet-Lite0 checkpoint, from a local file
-(``weights=...``), or are random when ``pretrained=False`` is asked for.
+pool can become GeM. Weights come from the packaged EfficientNet-Lite0 checkpoint, from what each library calls
+pretrained (``timm/<name>[.<tag>]``: the tag's Hub repo; a torchvision model: its weights enum's ``DEFAULT``, or
+``<model>::<ENUM>``; found by ``models.library`` in the library's cache, or downloaded where allowed), from a local
+file (``weights=...``), or are random when ``pretrained=False`` is asked for.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from torchvision.transforms import v2
 from finetuner_core.models.base import EmbeddingModel
 from finetuner_core.models.card_text import SAFETENSORS_USAGE
 from finetuner_core.models.families import register_family
+from finetuner_core.models.library import timm_name, torchvision_digest, torchvision_enum, torchvision_name
 from finetuner_core.models.onnx_export import MODEL_FILE, example_images, export_tensor_model
 from finetuner_core.models.pooling import IMAGE_POOLING
+from finetuner_core.models.resolve import local_path
 from finetuner_protocol.backbones import DEFAULT_IMAGE_MODEL, efficientnet_lite0_path
 from finetuner_protocol.data.images import load_image
 from finetuner_protocol.model_options import ModelOptions
@@ -85,17 +89,19 @@ class ImageEmbeddingModel(EmbeddingModel):
 
 @register_family
 class TimmEmbeddingModel(ImageEmbeddingModel):
-    """timm: the packaged EfficientNet-Lite0 and ``timm/<name>``, built without a classifier."""
+    """timm: the packaged EfficientNet-Lite0 and ``timm/<name>[.<tag>]``, built without a classifier."""
 
     family = "timm"
     library = "timm"
+    builds_hub_ids = True  # the pretrained tag's repo, from the Hugging Face cache or the Hub
 
     @classmethod
     def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> TimmEmbeddingModel:
         if name == DEFAULT_IMAGE_MODEL:
             packaged = str(efficientnet_lite0_path()) if pretrained else None
             return cls._create(name, "tf_efficientnet_lite0", options, packaged, load_efficientnet_lite0)
-        return cls._create(name, name.removeprefix("timm/"), options)
+        hub = pretrained and options.pretrained and options.weights is None  # timm's pretrained tag
+        return cls._create(name, timm_name(name), options, hub_file=local_path(name) if hub else None)
 
     @classmethod
     def _create(
@@ -105,10 +111,15 @@ class TimmEmbeddingModel(ImageEmbeddingModel):
         options: ModelOptions,
         weights: str | None = None,
         loader: Callable[[nn.Module, str], None] | None = None,
+        hub_file: Path | None = None,
     ) -> TimmEmbeddingModel:
-        """A timm backbone; ``weights`` (a file) is loaded with ``loader`` or by matching state-dict keys."""
-        model = timm.create_model(timm_name, pretrained=False, num_classes=0, global_pool="")
-        weights = _weights_path(name, options, weights)
+        """A timm backbone: ``hub_file`` (the tag's weights from the Hub) is loaded by timm as its pretrained
+        weights; ``weights`` (a file) with ``loader`` or by matching state-dict keys."""
+        overlay = {"file": str(hub_file)} if hub_file is not None else None
+        model = timm.create_model(
+            timm_name, pretrained=overlay is not None, pretrained_cfg_overlay=overlay, num_classes=0, global_pool=""
+        )
+        weights = _weights_path(options, weights)
         if weights:
             (loader or _load_matching)(model, weights)
         config = timm.data.resolve_data_config({}, model=model)
@@ -123,23 +134,29 @@ class TimmEmbeddingModel(ImageEmbeddingModel):
 
 @register_family
 class TorchvisionEmbeddingModel(ImageEmbeddingModel):
-    """torchvision classification models with the classifier (the last Linear) replaced by Identity."""
+    """torchvision classification models with the classifier (the last Linear) replaced by Identity; ``name``:
+    ``<model>`` (its weights enum's ``DEFAULT``) or ``<model>::<ENUM>``."""
 
     family = "torchvision"
+    builds_hub_ids = True  # the weights enum's file, from the torch hub cache or downloaded
 
     @classmethod
     def create(cls, name: str, options: ModelOptions, pretrained: bool = True) -> TorchvisionEmbeddingModel:
-        model = torchvision.models.get_model(name, weights=None)
+        architecture, _ = torchvision_name(name)
+        member = torchvision_enum(name)
+        model = torchvision.models.get_model(architecture, weights=None, **_torchvision_arguments(architecture, member))
+        if pretrained and options.pretrained and options.weights is None:
+            model.load_state_dict(load_torchvision_file(local_path(name)))
         head_name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
         model.set_submodule(head_name, nn.Identity())
-        weights = _weights_path(name, options)
+        weights = _weights_path(options)
         if weights:
             _load_matching(model, weights)
         pools = [n for n, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
         _check_pooling(options, is_vit=not pools)
         if options.pooling == "gem":
             model.set_submodule(pools[-1], nn.Sequential(IMAGE_POOLING["gem"](), nn.Unflatten(1, (-1, 1, 1))))
-        preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+        preset = member.transforms()
         size = options.image_size or preset.crop_size[0]
         transform = _transform(size, preset.mean, preset.std, preset.crop_size[0] / preset.resize_size[0])
         return cls(name, options, model, head.in_features, transform)
@@ -183,17 +200,25 @@ def _read_checkpoint(path: str) -> dict[str, torch.Tensor]:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-def _weights_path(name: str, options: ModelOptions, packaged: str | None = None) -> str | None:
+def load_torchvision_file(path: Path) -> dict[str, torch.Tensor]:
+    """A torchvision weights file (checked against the sha256 prefix in its name), loaded with weights_only."""
+    torchvision_digest(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _torchvision_arguments(architecture: str, member) -> dict[str, Any]:
+    """What torchvision's builder sets from the weights it loads: the classes, and a ViT's image size."""
+    arguments: dict[str, Any] = {"num_classes": len(member.meta["categories"])}
+    if architecture.startswith("vit_"):
+        arguments["image_size"] = member.meta["min_size"][0]
+    return arguments
+
+
+def _weights_path(options: ModelOptions, packaged: str | None = None) -> str | None:
+    """A local weights file (``weights``) or the packaged one; None for the library's own or a random init."""
     if not options.pretrained:
         return None
-    if options.weights:
-        return options.weights
-    if packaged:
-        return packaged
-    raise ValueError(
-        f"{name} has no packaged weights and nothing is downloaded: pass model_options={{'weights': "
-        "'/path/to/checkpoint.pth'}, or {'pretrained': False} for a randomly initialised model"
-    )
+    return options.weights or packaged
 
 
 def _check_pooling(options: ModelOptions, is_vit: bool) -> None:

@@ -55,6 +55,7 @@ class TextEmbeddingModel(EmbeddingModel):
     library = "sentence-transformers"
     modality = "text"
     builds_hub_ids = True  # any sentence-transformers folder or transformers encoder, from the cache or the Hub
+    adds_projection = True  # a continued run may train its saved model at another size
 
     def __init__(self, st: SentenceTransformer, name: str, options: ModelOptions):
         super().__init__(name, options)
@@ -76,6 +77,15 @@ class TextEmbeddingModel(EmbeddingModel):
         """A saved model is a sentence-transformers folder (its head included)."""
         st = SentenceTransformer(str(directory), device="cpu", local_files_only=True)
         return cls(st, config["name"], ModelOptions.model_validate(config["options"]))
+
+    def add_projection(self, output_dim: int) -> None:
+        """A new linear projection from the embeddings to ``output_dim``, before normalisation (a saved model
+        trained further at another size)."""
+        modules = list(self.st)
+        at = next((i for i, module in enumerate(modules) if isinstance(module, Normalize)), len(modules))
+        dense = Dense(self.st.get_embedding_dimension(), output_dim, activation_function=nn.Identity())
+        self.st = SentenceTransformer(modules=[*modules[:at], dense, *modules[at:]], device="cpu")
+        self.options = self.options.model_copy(update={"output_dim": output_dim})
 
     def preprocess(self, inputs: list[Any]) -> dict[str, Any]:
         bad = next((i for i, text in enumerate(inputs) if not isinstance(text, str)), None)
