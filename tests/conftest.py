@@ -133,7 +133,10 @@ def flow(flow_server, request):
     os.environ["FINETUNER_WORKSPACE"] = str(workspace)
     name = "u-" + request.module.__name__.rpartition(".")[2].removeprefix("test_")[:40]
     connect(port, user_token(workspace, name))
-    return port
+    yield port
+    from finetuner import api
+
+    api._session.pop("transport", None)  # the next module starts logged out, as a new process would
 
 
 def user_token(workspace: Path, name: str) -> str:

@@ -146,9 +146,10 @@ def _model_or_artifact(model: str | None, model_artifact: str | None) -> str:
 def check_data(train_data: Any, eval_data: Any = None, model: str = DEFAULT_TEXT_MODEL, **options: Any):
     """Check data here, as ``fit`` with the same arguments would.
 
-    The model is resolved first: by the Flow when one is known (``finetuner.login`` or ``$FINETUNER_HOST``), which
-    refuses a model it cannot use in one line saying what to do; without one, from its name alone (a registered
-    backbone, a Finetuner name, a local folder; a Hugging Face id needs the Flow, or ``model_modality``).
+    A registered backbone, a Finetuner name or a local folder is placed by the catalogue here, without a Flow; any
+    other name (a Hugging Face id, a stored model, a run) is resolved by the Flow (``finetuner.login`` or
+    ``$FINETUNER_HOST``), which refuses a model it cannot use in one line saying what to do, or needs
+    ``model_modality`` (what the model takes) without one. ``fit`` always has the Flow resolve its model first.
     Raises :class:`DataError` naming every bad row or document and why; else describes each split:
     ``{"train": {"items": 100, "shape": "text", "classes": 10}, ...}`` (``shape``: text, image, vector,
     text-image, query-doc or scored; ``classes`` for labeled items only).
@@ -159,17 +160,19 @@ def check_data(train_data: Any, eval_data: Any = None, model: str = DEFAULT_TEXT
 
 
 def _check_model(config: FitSettings) -> FitSettings:
-    """The model resolved by the Flow when one is known (see :func:`_check_in_service`), else from its name here."""
+    """``config`` with what its model takes: from the catalogue where it places the name (a registered backbone, a
+    Finetuner name, a local folder: no Flow needed), else from the Flow's resolution (:func:`_check_in_service`)
+    when one is known; else refused in one line saying what to do."""
+    if config.model_options.select_model is not None or config.whole_modality is not None:
+        return config
     if "transport" in _session or os.environ.get(HOST_VARIABLE):
         return _check_in_service(config)
     check_name(config.model)
-    if config.model_options.select_model is None and config.whole_modality is None:
-        raise ModelNotAvailableError(
-            f"model {config.model!r} is not available offline: it is not a registered backbone, a Finetuner model "
-            "name or a local folder, and only a Flow resolves other names (Hugging Face ids, stored models, runs): "
-            "log in (finetuner login) and check again, or set model_modality"
-        )
-    return config
+    raise ModelNotAvailableError(
+        f"model {config.model!r} is not available offline: it is not a registered backbone, a Finetuner model "
+        "name or a local folder, and only a Flow resolves other names (Hugging Face ids, stored models, runs): "
+        "log in (finetuner login) and check again, or set model_modality"
+    )
 
 
 def _check_before_upload(train_data: Any, eval_data: Any, config: FitSettings) -> None:

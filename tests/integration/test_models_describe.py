@@ -109,7 +109,9 @@ def test_a_model_the_trainer_cannot_use_is_refused_before_any_data_is_read_or_se
     with pytest.raises(ModelNotAvailableError, match=r"^model 'acme/absent' is not available offline: .*unset HF_HUB"):
         finetuner.fit("acme/absent", train_data=str(tmp_path / "not-there.csv"), quiet=True)
     with pytest.raises(ModelNotAvailableError, match="names a path on the server outside"):
-        finetuner.check_data(str(path), model="/etc")
+        finetuner.fit("/etc", train_data=str(path), quiet=True)
+    with pytest.raises(ModelNotAvailableError, match="'acme/absent' is not available offline"):
+        finetuner.check_data(str(path), model="acme/absent")  # a name the catalogue cannot place: the Flow's
     with pytest.raises(ModelNotAvailableError, match="'acme/absent' is not available offline"):
         evaluation.evaluate(service, str(path), "acme/absent")
     assert set(service.called) == {endpoints.CONFIG_CHECK, endpoints.MODELS_DESCRIBE}, "nothing else was asked"
