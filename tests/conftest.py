@@ -133,10 +133,17 @@ def flow(flow_server, request):
     os.environ["FINETUNER_WORKSPACE"] = str(workspace)
     name = "u-" + request.module.__name__.rpartition(".")[2].removeprefix("test_")[:40]
     connect(port, user_token(workspace, name))
-    yield port
+    return port
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _logged_out_after():
+    """Each test module ends logged out (a login to a Flow it started, or to the shared one), so that the next
+    starts as a new process would: a client call that needs no Flow never asks a Flow that is gone."""
+    yield
     from finetuner import api
 
-    api._session.pop("transport", None)  # the next module starts logged out, as a new process would
+    api._session.pop("transport", None)
 
 
 def user_token(workspace: Path, name: str) -> str:

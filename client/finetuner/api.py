@@ -357,7 +357,9 @@ def _content(doc: Any, modality: str) -> Any:
     return next(getattr(doc, f) for f in ("blob", "uri", "url", "image", "tensor") if getattr(doc, f, None) is not None)
 
 
-def describe_models(aliases: bool = False, names: list[str] | None = None) -> list[dict[str, Any]]:
+def describe_models(
+    aliases: bool = False, names: list[str] | None = None, flow: bool | None = None
+) -> list[dict[str, Any]]:
     """Print and return the registered backbones and Finetuner's model names (or the models ``names``: Hugging Face
     ids, stored models, runs ...), each with its family, modality, output dim, size in parameters and where the
     trainer would take its weights from now (``where``: packaged, store, cached, download needed, unavailable
@@ -366,8 +368,11 @@ def describe_models(aliases: bool = False, names: list[str] | None = None) -> li
 
     Besides these, ``timm/<name>[.<tag>]``, ``openclip/<architecture>[::<tag>]``, ``hf-hub:<org>/<name>``, any
     Hugging Face id (``BAAI/bge-small-en-v1.5``, ``openai/clip-vit-base-patch32``), a stored model, a run id and a
-    folder under the operator's model roots name a model (docs/guide/models.md)."""
-    if names is not None or "transport" in _session or os.environ.get(HOST_VARIABLE):
+    folder under the operator's model roots name a model (docs/guide/models.md). ``flow=False``: the catalogue
+    alone, without asking a Flow (None: the Flow when logged in)."""
+    if flow is None:
+        flow = names is not None or "transport" in _session or bool(os.environ.get(HOST_VARIABLE))
+    if flow:
         rows = _transport().result(endpoints.MODELS_DESCRIBE, names=names)["models"]
     else:
         rows = _catalogue_rows()

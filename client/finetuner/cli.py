@@ -371,9 +371,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         for spec in list_backbones():
             print(spec.name)
         return OK
-    if load_credentials()["host"]:
-        connect()  # the Flow says where each model's weights would come from
-    finetuner.describe_models(aliases=True)
+    try:
+        if load_credentials()["host"]:
+            connect()  # the Flow says where each model's weights would come from
+        finetuner.describe_models(aliases=True)
+    except ConnectionFailedError as exc:  # the catalogue alone
+        _note(args, f"{one_line(exc)}; where each model's weights would come from is not shown")
+        finetuner.describe_models(aliases=True, flow=False)
     return OK
 
 

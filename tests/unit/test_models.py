@@ -209,8 +209,9 @@ def test_open_clip_weights_come_from_a_local_checkpoint(tmp_path):
 def test_describe_models_lists_every_backbone(capsys):
     import finetuner
 
-    rows = finetuner.describe_models()
+    rows = finetuner.describe_models(flow=False)  # the catalogue alone: where the weights would come from is the Flow's
     assert [row["name"] for row in rows] == [spec.name for spec in list_backbones()]
+    assert {row["where"] for row in rows} == {None}
     printed = capsys.readouterr().out
     assert "efficientnet-lite0" in printed and "all-MiniLM-L6-v2" in printed
 
