@@ -43,15 +43,22 @@ def with_resolved_model(
 ) -> FitConfig:
     """``config`` with its model resolved (``models.resolve``; ModelNotAvailableError, one line saying what to do,
     when it is nowhere here and may not be downloaded): the source recorded in ``model_source`` (name, id, kind,
-    family; the run adds the revision once its model is built) and ``model_modality`` filled in from the family
-    when the name alone does not say it. A run's artifact keeps what :func:`fit_config` gave it."""
+    family; the run adds the revision once its model is built) and ``model_modality`` set from the family when the
+    name alone does not say it (a request's own value must agree). A run's artifact keeps what :func:`fit_config`
+    gave it."""
     if is_run_source(config.model_source):
         return config
     options = config.model_options
     source = resolve_model(config.model, options, list(roots or []), allow_download, False, store)
     update: dict[str, Any] = {"model_source": source.record()}
-    if config.model_modality is None and expected_modality(config.model) is None:
-        update["model_modality"] = modality_of(source)  # a model still on the Hub: its Hub metadata says
+    if expected_modality(config.model) is None:  # only the resolver knows: what a request says is checked against it
+        resolved = modality_of(source)  # a model still on the Hub: its Hub metadata says
+        if config.model_modality is not None and resolved is not None and config.model_modality != resolved:
+            raise ConfigError(
+                f"invalid fit configuration:\n  model_modality: {config.model!r} takes {resolved}, "
+                f"not {config.model_modality}"
+            )
+        update["model_modality"] = resolved
     return validate_settings(FitConfig, {**config.model_dump(mode="json"), **update})  # checked again, whole
 
 

@@ -9,6 +9,7 @@ from unit.test_resolve import COMMIT, fill_cache
 
 import finetuner
 from finetuner import evaluation
+from finetuner.errors import ServerError
 from finetuner_protocol import endpoints
 from finetuner_protocol.answers import ModelsDescribed
 from finetuner_protocol.backbones import (
@@ -129,6 +130,8 @@ def test_the_flow_says_what_a_hugging_face_id_takes_and_the_data_is_checked_for_
     assert checked["model_modality"] == "text" and checked["loss"] is None
     clip = service.result(endpoints.CONFIG_CHECK, config={"model": "acme/some-clip"})
     assert clip["config"]["model_modality"] == "text-image"
+    with pytest.raises(ServerError, match="model_modality: 'acme/some-clip' takes text-image, not text"):
+        service.result(endpoints.CONFIG_CHECK, config={"model": "acme/some-clip", "model_modality": "text"})
     with pytest.raises(Exception, match="names no image|image"):  # text,label rows for a CLIP model: refused
         finetuner.check_data(str(path), model="acme/some-clip")
 
