@@ -18,7 +18,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +131,26 @@ def files_family(files: set[str], config: dict) -> str:
     return FOLDER_FAMILY
 
 
+@contextmanager
+def download_lock(path: Path, model: str, progress: Progress | None) -> Iterator[None]:
+    """Hold the file lock ``path`` (created with its folder) for one download of ``model``: a process that finds it
+    held reports itself ``waiting`` to ``progress`` and waits for it."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if progress is not None:
+            progress(Download(model=model, waiting=True))
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def hub_endpoint() -> str:
     """The Hub's address as the environment names it now (``$HF_ENDPOINT``; huggingface_hub reads it once, at
     import)."""
@@ -222,25 +243,14 @@ def download(
     last, so that an interrupted download, even a killed one, leaves nothing :func:`cached_snapshot` takes for a
     model. A failure raises :class:`ModelNotAvailableError`, one line with the reason (``name``: the name the user
     asked for)."""
-    from filelock import FileLock, Timeout
     from huggingface_hub.file_download import repo_folder_name
 
     cache, endpoint = hub_cache_dir(), hub_endpoint()
     repo = cache / repo_folder_name(repo_id=model_id, repo_type="model")
     lock_path = cache / ".locks" / repo.name / "finetuner-snapshot.lock"
     try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(lock_path)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            if progress is not None:
-                progress(Download(model=model_id, waiting=True))
-            lock.acquire()
-        try:
+        with download_lock(lock_path, model_id, progress):
             return _cached(model_id, files) or _download_snapshot(model_id, repo, endpoint, progress, files)
-        finally:
-            lock.release()
     except Exception as exc:  # noqa: BLE001 - any failure of the download is the reason the model is not there
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ModelNotAvailableError(

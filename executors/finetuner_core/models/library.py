@@ -39,11 +39,11 @@ from finetuner_core.models.hub import (
     cached_file,
     cached_snapshot,
     download,
+    download_lock,
     downloads_allowed,
 )
 from finetuner_core.models.source import CACHE, HUB, LIBRARY, ResolvedModel, file_digest
 from finetuner_protocol.backbones import BACKBONES, ModelNotAvailableError, backbone_family
-from finetuner_protocol.logs import Download
 from finetuner_protocol.model_options import ModelOptions
 
 TIMM, TORCHVISION, OPEN_CLIP = "timm", "torchvision", "open_clip"
@@ -365,24 +365,13 @@ def _download_url(url: str, target: Path, model: str, progress: Progress | None)
     """``url`` into ``target``, through ``.incomplete/<name>.partial`` next to it (resumed where an earlier try
     stopped), checked against the sha256 prefix in its name, moved into place; one download at a time per file (a
     lock next to the partial file: a second process waits, reported as ``waiting``, then finds the file)."""
-    from filelock import FileLock, Timeout
-
     incomplete = target.parent / INCOMPLETE
-    incomplete.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(incomplete / f"{target.name}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if progress is not None:
-            progress(Download(model=model, waiting=True))
-        lock.acquire()
-    try:
-        if not target.is_file():
-            _download_partial(url, target, incomplete / f"{target.name}.partial", model, progress)
-    except Exception as exc:
-        raise OSError(f"{url}: {' '.join(str(exc).split()) or type(exc).__name__}") from exc
-    finally:
-        lock.release()
+    with download_lock(incomplete / f"{target.name}.lock", model, progress):
+        try:
+            if not target.is_file():
+                _download_partial(url, target, incomplete / f"{target.name}.partial", model, progress)
+        except Exception as exc:
+            raise OSError(f"{url}: {' '.join(str(exc).split()) or type(exc).__name__}") from exc
 
 
 def _download_partial(url: str, target: Path, partial: Path, model: str, progress: Progress | None) -> None:

@@ -64,6 +64,7 @@ class ClipEmbeddingModel(EmbeddingModel):
     family = "open_clip"
     library = "open_clip"
     modality = "text-image"  # the whole model; select_model makes one tower of it the embedding model
+    onnx_text_inputs = "`input_ids`"  # what an exported text tower takes, as the model card says it
     builds_hub_ids = True  # a tag's weights or an hf-hub: repo, from the Hugging Face cache or the Hub
 
     def __init__(self, name: str, options: ModelOptions, clip: nn.Module, tokenizer, transform, clip_config: dict):
@@ -251,7 +252,7 @@ class ClipEmbeddingModel(EmbeddingModel):
     def card_onnx_usage(cls, files: list[str]) -> str:
         listed = ", ".join(f"`{f}`" for f in files)
         return (
-            f"With ONNX Runtime ({listed}; output `embedding`): a text tower takes `input_ids` "
+            f"With ONNX Runtime ({listed}; output `embedding`): a text tower takes {cls.onnx_text_inputs} "
             "(`finetuner.get_model(path).tokenize(texts)`), an image tower `pixel_values` (`.images(images)`).\n"
         )
 

@@ -35,6 +35,7 @@ MAX_TOKENS = 77  # CLIP's text positions
 @register_family
 class HfClipEmbeddingModel(ClipEmbeddingModel):
     family = HF_CLIP_FAMILY
+    onnx_text_inputs = "`input_ids` and `attention_mask`"
     library = "transformers"
     builds_hub_ids = True  # from the Hugging Face cache, or the Hub where downloads are allowed
 
@@ -121,14 +122,6 @@ class HfClipEmbeddingModel(ClipEmbeddingModel):
     @classmethod
     def card_usage(cls) -> str:
         return _TRANSFORMERS_USAGE
-
-    @classmethod
-    def card_onnx_usage(cls, files: list[str]) -> str:
-        listed = ", ".join(f"`{f}`" for f in files)
-        return (
-            f"With ONNX Runtime ({listed}; output `embedding`): a text tower takes `input_ids` and `attention_mask` "
-            "(`finetuner.get_model(path).tokenize(texts)`), an image tower `pixel_values` (`.images(images)`).\n"
-        )
 
 
 _TRANSFORMERS_USAGE = """With transformers: `clip/` is the CLIP model as transformers saves it (config, weights,
